@@ -1,0 +1,90 @@
+"""Parameter and CPU latency ratio of the tiny toy-drive FCOS after l1_filter pruning.
+
+Run: ``python benchmarks/structured_latency.py [--sparsity 0.5] [--runs 30]``.
+Batch 8 of 128x128 images, 2 threads, warm-up, median of ``--runs`` timed forwards of
+the whole detector (transform + network + post-processing) and of the network alone
+(backbone + head). Dense and pruned runs alternate, so load from other processes
+affects both alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from harness.compress import CompressContext, count_parameters
+from harness.compress.prune import L1FilterParams, l1_filter
+from models.toydrive import IMAGE_SIZE, build_toydrive_fcos
+
+BATCH = 8
+THREADS = 2
+
+
+def _timed_ns(fn: Callable[[], object]) -> int:
+    start = time.perf_counter_ns()
+    fn()
+    return time.perf_counter_ns() - start
+
+
+def median_ms(
+    calls: dict[str, Callable[[], object]], runs: int, warmup: int = 5
+) -> dict[str, float]:
+    """Median wall time in ms of each zero-argument call, the calls interleaved run by run."""
+    times: dict[str, list[int]] = {name: [] for name in calls}
+    with torch.inference_mode():
+        for i in range(warmup + runs):
+            for name, fn in calls.items():
+                elapsed = _timed_ns(fn)
+                if i >= warmup:
+                    times[name].append(elapsed)
+    return {name: statistics.median(t) / 1e6 for name, t in times.items()}
+
+
+def _network(model: nn.Module, batch: torch.Tensor) -> Callable[[], object]:
+    normalized = (batch - 0.45) / 0.25
+    return lambda: model.head(list(model.backbone(normalized).values()))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sparsity", type=float, default=0.5)
+    parser.add_argument("--runs", type=int, default=30)
+    args = parser.parse_args()
+    torch.set_num_threads(THREADS)
+    torch.manual_seed(0)
+    dense = build_toydrive_fcos().eval()
+    pruned = build_toydrive_fcos()
+    pruned.load_state_dict(dense.state_dict())
+    ctx = CompressContext(example_inputs=torch.rand(2, 3, IMAGE_SIZE, IMAGE_SIZE))
+    l1_filter(pruned, L1FilterParams(sparsity=args.sparsity), ctx)
+    pruned.eval()
+    batch = torch.rand(BATCH, 3, IMAGE_SIZE, IMAGE_SIZE)
+    images = list(batch)
+    ms = median_ms(
+        {
+            "dense": lambda: dense(images),
+            "pruned": lambda: pruned(images),
+            "dense_net": _network(dense, batch),
+            "pruned_net": _network(pruned, batch),
+        },
+        args.runs,
+    )
+    n_dense, n_pruned = count_parameters(dense)[0], count_parameters(pruned)[0]
+    print(f"batch {BATCH} x {IMAGE_SIZE}x{IMAGE_SIZE}, {THREADS} threads, median of {args.runs}")
+    print(f"{'':10} {'detector':>11} {'network':>11} {'params':>9}")
+    print(f"{'dense':10} {ms['dense']:8.2f} ms {ms['dense_net']:8.2f} ms {n_dense:>9,}")
+    print(f"{'l1_filter':10} {ms['pruned']:8.2f} ms {ms['pruned_net']:8.2f} ms {n_pruned:>9,}")
+    print(f"param ratio   {n_pruned / n_dense:.3f}x")
+    print(
+        f"latency ratio {ms['pruned'] / ms['dense']:.3f}x detector (with post-processing), "
+        f"{ms['pruned_net'] / ms['dense_net']:.3f}x network (backbone + head)"
+    )
+
+
+if __name__ == "__main__":
+    main()

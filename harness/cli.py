@@ -1,0 +1,118 @@
+"""The ``harness`` console script: validate suites, inspect the cache, generate data.
+
+Exit codes: 0 success, 1 problems found (invalid suite, corrupt cache entry),
+2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from harness.cache import Cache
+from harness.errors import HarnessError
+
+
+def _suite_files(paths: Sequence[str]) -> list[Path]:
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*.y*ml") if "baselines" not in p.parts)
+        elif path.exists():
+            files.append(path)
+        else:
+            raise HarnessError("no such file or directory", file=path, hint="check the path")
+    return files
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Schema-check suite files; print one line per file."""
+    from harness.spec import load_suite
+
+    bad = 0
+    for path in _suite_files(args.suites):
+        try:
+            suite = load_suite(path)
+        except HarnessError as err:
+            bad += 1
+            print(f"INVALID {err}")
+            continue
+        spec = suite.spec
+        gates = len(spec.items())
+        print(f"ok      {path}: '{spec.suite}', {len(spec.variants)} variants, {gates} gates")
+    return 1 if bad else 0
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    """List, verify or clear the cache."""
+    cache = Cache.from_env(args.cache)
+    if args.action == "ls":
+        for entry in cache.ls():
+            size = sum(f.stat().st_size for f in entry.path.rglob("*") if f.is_file())
+            label = entry.meta.get("variant") or entry.meta.get("images") or ""
+            created = entry.meta.get("created", "")
+            print(f"{entry.kind:6} {entry.key[:16]}  {size / 1e6:8.2f} MB  {created}  {label}")
+        return 0
+    if args.action == "verify":
+        problems = cache.verify()
+        for where, reason in problems:
+            print(f"CORRUPT {getattr(where, 'path', where)}: {reason}")
+        print(f"{len(problems)} problem(s) in {cache.root}")
+        return 1 if problems else 0
+    removed = cache.clear(args.kind)
+    print(f"removed {removed} entr{'y' if removed == 1 else 'ies'} from {cache.root}")
+    return 0
+
+
+def cmd_gen_data(args: argparse.Namespace) -> int:
+    """Write an embedded dataset as COCO json + PNG images."""
+    from harness.data.toydrive import generate_toydrive
+
+    paths = generate_toydrive(
+        Path(args.out), seed=args.seed, n_train=args.n_train, n_val=args.n_val
+    )
+    for name, path in paths.items():
+        print(f"{name}: {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="harness", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    validate = sub.add_parser("validate", help="check suite files against the schema")
+    validate.add_argument("suites", nargs="+", help="suite files or directories")
+    validate.set_defaults(fn=cmd_validate)
+    cache = sub.add_parser("cache", help="inspect or clear the checkpoint/prediction cache")
+    cache.add_argument("action", choices=["ls", "verify", "clear"])
+    cache.add_argument("--kind", default=None, help="with clear: only this kind (ckpt, pred, ...)")
+    cache.add_argument(
+        "--cache", default=None, help="cache dir (default $HARNESS_CACHE or ./.harness-cache)"
+    )
+    cache.set_defaults(fn=cmd_cache)
+    gen = sub.add_parser("gen-data", help="write an embedded dataset as COCO json + images")
+    gen.add_argument("dataset", choices=["toydrive"])
+    gen.add_argument("--out", required=True)
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--n-train", type=int, default=2000)
+    gen.add_argument("--n-val", type=int, default=400)
+    gen.set_defaults(fn=cmd_gen_data)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``harness`` script; returns the exit code."""
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `harness cache ls | head` ends quietly
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except HarnessError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,16 @@
+"""Compression methods; importing this package registers the built-in ones."""
+
+from harness.compress import prune
+from harness.compress.prune import count_parameters, finalize_pruning, model_sparsity
+from harness.compress.registry import METHODS, CompressContext, MethodInfo, compression_method
+
+__all__ = [
+    "METHODS",
+    "CompressContext",
+    "MethodInfo",
+    "compression_method",
+    "count_parameters",
+    "finalize_pruning",
+    "model_sparsity",
+    "prune",
+]

@@ -1,0 +1,31 @@
+"""Registered datasets: functions ``(root, **params) -> {split: CocoDetectionData}``.
+
+``harness.zoo.DATASETS`` finds them through the ``harness.datasets`` entry points.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from harness.data.coco import CocoDetectionData
+from harness.data.toydrive import GENERATOR_VERSION, SPLITS, generate_toydrive
+
+
+def toydrive_dir(
+    root: Path, *, seed: int = 0, n_train: int = 2000, n_val: int = 400, image_size: int = 128
+) -> Path:
+    """Where ``toydrive_dataset`` keeps the data for these parameters under ``root``."""
+    params = {"seed": seed, "n_train": n_train, "n_val": n_val, "image_size": image_size}
+    digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:10]
+    return Path(root) / f"toydrive-v{GENERATOR_VERSION}-{digest}"
+
+
+def toydrive_dataset(
+    root: Path, *, seed: int = 0, n_train: int = 2000, n_val: int = 400, image_size: int = 128
+) -> dict[str, CocoDetectionData]:
+    """The toydrive ``train`` and ``val`` splits, generated under ``root`` on first use."""
+    params = {"seed": seed, "n_train": n_train, "n_val": n_val, "image_size": image_size}
+    paths = generate_toydrive(toydrive_dir(root, **params), **params)
+    return {split: CocoDetectionData.load(paths["images"], paths[split]) for split in SPLITS}

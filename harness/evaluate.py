@@ -1,0 +1,75 @@
+"""Model × dataset → predictions: batched inference of torchvision detectors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from harness.predictions import DetectionPredictions, Detections
+
+
+class LabelledImages(Protocol):
+    """What inference needs of a dataset (``harness.data.CocoDetectionData`` fits)."""
+
+    image_ids: list[int]
+
+    def load_image(self, image_id: int) -> np.ndarray: ...
+
+    def category_of(self, label: int) -> int: ...
+
+
+def predict_detections(
+    model: nn.Module,
+    data: LabelledImages,
+    *,
+    image_ids: Sequence[int] | None = None,
+    batch_size: int = 32,
+    device: torch.device | str = "cpu",
+    transform: Callable[[np.ndarray, int], np.ndarray] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> DetectionPredictions:
+    """Run ``model`` (eval mode, ``inference_mode``) over the images of ``data``.
+
+    ``transform(image_uint8_hwc, image_id)`` is applied to each image before the model
+    (corruptions use it). Labels are mapped back to COCO category ids.
+    """
+    ids = list(data.image_ids if image_ids is None else image_ids)
+    device = torch.device(device)
+    model.to(device).eval()
+    by_image: dict[int, Detections] = {}
+    label_to_cat = np.vectorize(data.category_of, otypes=[np.int64])
+    with torch.inference_mode():
+        for first in range(0, len(ids), batch_size):
+            chunk = ids[first : first + batch_size]
+            images = []
+            for image_id in chunk:
+                array = data.load_image(image_id)
+                if transform is not None:
+                    array = transform(array, image_id)
+                tensor = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)
+                images.append(tensor.to(device, torch.float32).div_(255.0))
+            for image_id, out in zip(chunk, model(images), strict=True):
+                by_image[image_id] = _to_detections(out, label_to_cat)
+            if progress is not None:
+                progress(min(first + batch_size, len(ids)), len(ids))
+    return DetectionPredictions(by_image)
+
+
+def _to_detections(out: dict[str, torch.Tensor], label_to_cat: Callable) -> Detections:
+    """One image's model output → Detections with COCO category ids.
+
+    Label 0 is the background slot of torchvision detectors; sigmoid heads (FCOS,
+    RetinaNet) can still emit it, so those detections are dropped.
+    """
+    labels = out["labels"].cpu().numpy()
+    keep = labels > 0
+    labels = labels[keep]
+    return Detections(
+        boxes=out["boxes"].cpu().numpy()[keep].astype(np.float32),
+        scores=out["scores"].cpu().numpy()[keep].astype(np.float32),
+        category_ids=label_to_cat(labels) if len(labels) else labels.astype(np.int64),
+    )

@@ -1,0 +1,10 @@
+"""Metrics: the registry, the ``@metric`` decorator and the built-in metrics.
+
+Importing this package registers the built-in detection metrics.
+"""
+
+from harness.metrics import detection
+from harness.metrics.detection import CocoEvalResult, coco_evaluate
+from harness.metrics.registry import METRICS, MetricInfo, metric
+
+__all__ = ["METRICS", "CocoEvalResult", "MetricInfo", "coco_evaluate", "detection", "metric"]

@@ -1,0 +1,98 @@
+"""Cached model outputs: per-image detections with a stable fingerprint."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from safetensors.numpy import load_file, save_file
+
+
+@dataclass(frozen=True)
+class Detections:
+    """Detections of one image: ``boxes`` (N, 4) xyxy pixels, ``scores`` (N,),
+    ``category_ids`` (N,) COCO category ids."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    category_ids: np.ndarray
+
+    @staticmethod
+    def empty() -> Detections:
+        return Detections(
+            np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0,), np.int64)
+        )
+
+
+@dataclass(frozen=True)
+class DetectionPredictions:
+    """Detections for a set of images, keyed by COCO image id."""
+
+    by_image: Mapping[int, Detections]
+    _fingerprint: list[str] = field(default_factory=list, repr=False, compare=False)
+
+    @property
+    def image_ids(self) -> list[int]:
+        return sorted(self.by_image)
+
+    def subset(self, image_ids: Iterable[int]) -> DetectionPredictions:
+        """The predictions of ``image_ids`` only (images without predictions are empty)."""
+        return DetectionPredictions(
+            {i: self.by_image.get(i, Detections.empty()) for i in image_ids}
+        )
+
+    def to_coco_results(self) -> list[dict]:
+        """COCO result dicts: ``image_id``, ``category_id``, ``bbox`` (xywh), ``score``."""
+        out: list[dict] = []
+        for image_id in self.image_ids:
+            det = self.by_image[image_id]
+            for box, score, cat in zip(det.boxes, det.scores, det.category_ids, strict=True):
+                x0, y0, x1, y1 = (float(v) for v in box)
+                out.append(
+                    {
+                        "image_id": int(image_id),
+                        "category_id": int(cat),
+                        "bbox": [x0, y0, x1 - x0, y1 - y0],
+                        "score": float(score),
+                    }
+                )
+        return out
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 over image ids and the bytes of every array (stable across runs)."""
+        if not self._fingerprint:
+            h = hashlib.sha256()
+            for image_id in self.image_ids:
+                det = self.by_image[image_id]
+                h.update(str(image_id).encode())
+                for arr in (det.boxes, det.scores, det.category_ids):
+                    h.update(f"{arr.dtype.str}{arr.shape}".encode())
+                    h.update(np.ascontiguousarray(arr).tobytes())
+            self._fingerprint.append(h.hexdigest())
+        return self._fingerprint[0]
+
+    def save(self, path: Path) -> None:
+        """Write as safetensors (no pickle): one ``<id>.boxes|scores|category_ids`` each."""
+        tensors: dict[str, np.ndarray] = {}
+        for image_id, det in self.by_image.items():
+            tensors[f"{image_id}.boxes"] = np.ascontiguousarray(det.boxes, np.float32)
+            tensors[f"{image_id}.scores"] = np.ascontiguousarray(det.scores, np.float32)
+            tensors[f"{image_id}.category_ids"] = np.ascontiguousarray(det.category_ids, np.int64)
+        save_file(tensors, str(path))
+
+    @staticmethod
+    def load(path: Path) -> DetectionPredictions:
+        tensors = load_file(str(path))
+        ids = sorted({int(k.split(".", 1)[0]) for k in tensors})
+        return DetectionPredictions(
+            {
+                i: Detections(
+                    tensors[f"{i}.boxes"], tensors[f"{i}.scores"], tensors[f"{i}.category_ids"]
+                )
+                for i in ids
+            }
+        )

@@ -1,0 +1,424 @@
+"""HarnessSession: builds, caches and evaluates suite variants (no pytest here).
+
+The pytest layer (``fixtures/``) holds one session per process and asks it for
+check outcomes; Python users can do the same without pytest.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from harness.cache import Cache, cache_key, sha256_file
+from harness.checkpoint import load_checkpoint, load_user_weights, save_checkpoint
+from harness.checks import CheckOutcome, decide_check
+from harness.compress import finalize_pruning
+from harness.compress.prune import count_parameters, model_sparsity
+from harness.compress.registry import METHODS, CompressContext
+from harness.data import CocoDetectionData
+from harness.errors import HarnessError
+from harness.evaluate import predict_detections
+from harness.metrics import METRICS
+from harness.predictions import DetectionPredictions
+from harness.spec import Suite, Thresholds, load_suite
+from harness.spec.loader import canonical_json
+from harness.train.finetune import TrainRecipe, load_training_set, train_detector
+from harness.versions import stamps
+from harness.zoo import (
+    DATASETS,
+    MODELS,
+    PretrainContext,
+    as_model_entry,
+    call_user,
+    check_kwargs,
+    import_factory,
+    user_path,
+)
+
+
+@dataclass(frozen=True)
+class HarnessOptions:
+    """Run options (the pytest ``--harness-*`` flags map onto these)."""
+
+    cache_dir: str | None = None
+    device: str = "auto"
+    seed: int | None = None
+    limit: int | None = None
+    rebuild: bool = False
+    data_root: str | None = None
+
+
+@dataclass(frozen=True)
+class BuildRecord:
+    """One checkpoint or prediction set built in this session."""
+
+    kind: str
+    suite: str
+    variant: str
+    key: str
+    seconds: float
+    summary: str
+
+
+@dataclass
+class _Loaded:
+    model: nn.Module
+    key: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → first CUDA device if present else CPU; ``cuda`` without CUDA is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise HarnessError(
+            f"device '{name}' requested but CUDA is not available",
+            field="--harness-device",
+            hint="use --harness-device cpu or auto",
+        )
+    return device
+
+
+class HarnessSession:
+    """Resolves suites into models, data, checkpoints, predictions and check outcomes."""
+
+    def __init__(
+        self, options: HarnessOptions | None = None, progress: Callable[[str], None] = print
+    ) -> None:
+        self.options = options or HarnessOptions()
+        self.progress = progress
+        self.cache = Cache.from_env(self.options.cache_dir)
+        self.device = resolve_device(self.options.device)
+        self.builds: list[BuildRecord] = []
+        self._suites: dict[Path, Suite] = {}
+        self._datasets: dict[tuple[Path, str], CocoDetectionData] = {}
+        self._models: dict[str, _Loaded] = {}
+        self._keys: dict[tuple[Path, str], str] = {}
+        self._predictions: dict[str, DetectionPredictions] = {}
+        self._rebuilt: set[str] = set()
+
+    # -- suites and data -------------------------------------------------------------
+    def suite(self, path: str | Path) -> Suite:
+        """The parsed suite at ``path`` (memoized)."""
+        key = Path(path).resolve()
+        if key not in self._suites:
+            self._suites[key] = load_suite(key)
+        return self._suites[key]
+
+    def seed(self, suite: Suite, variant: str | None = None) -> int:
+        """The seed of ``variant`` (``--harness-seed`` overrides the suite's)."""
+        if self.options.seed is not None:
+            return self.options.seed
+        v = suite.spec.variants.get(variant) if variant else None
+        return v.seed if v is not None and v.seed is not None else suite.spec.seed
+
+    def dataset(self, suite: Suite, role: str = "eval") -> CocoDetectionData:
+        """The evaluation (``role="eval"``) or fine-tuning (``"train"``) data, limited by
+        ``--harness-limit``."""
+        memo = (suite.path, role)
+        if memo not in self._datasets:
+            self._datasets[memo] = self._load_dataset(suite, role).limit(self.options.limit)
+        return self._datasets[memo]
+
+    def _load_dataset(self, suite: Suite, role: str) -> CocoDetectionData:
+        data = suite.spec.data
+        file = str(suite.path)
+        if data.name is not None:
+            make = DATASETS.get(data.name, file=file, field="data.name")
+            what = f"dataset '{data.name}'"
+            check_kwargs(make, data.params, what=what, file=file, field="data.params")
+            splits = make(self._data_root(), **data.params)
+            split = data.split if role == "eval" else "train"
+            if split not in splits:
+                raise HarnessError(
+                    f"dataset '{data.name}' has no split '{split}'",
+                    file=file,
+                    field="data.split",
+                    hint=f"use one of: {', '.join(sorted(splits))}",
+                )
+            return splits[split]
+        source = data.coco if role == "eval" else data.train
+        if source is None:
+            raise HarnessError(
+                "this suite fine-tunes a variant but its data has no training set",
+                file=file,
+                field="data.train",
+                hint="add data.train: {images: DIR, annotations: FILE.json}",
+            )
+        return CocoDetectionData.load(
+            user_path(source.images, suite.path), user_path(source.annotations, suite.path)
+        )
+
+    def _data_root(self) -> Path:
+        root = self.options.data_root
+        return Path(root) if root else self.cache.root / "data"
+
+    # -- models and checkpoints -----------------------------------------------------
+    def _builder(self, suite: Suite) -> tuple[Callable[[], nn.Module], Any]:
+        """A zero-argument builder of the suite's (untrained) architecture, and its entry."""
+        spec = suite.spec.model
+        file = str(suite.path)
+        if spec.name is not None:
+            entry = as_model_entry(MODELS.get(spec.name, file=file, field="model.name"))
+            fn, field_name, what = entry.build, "model.name", f"model '{spec.name}'"
+        else:
+            entry = None
+            fn = import_factory(spec.factory, file=file)
+            field_name, what = "model.factory", f"factory '{spec.factory}'"
+        kwargs = dict(spec.kwargs)
+        if "num_classes" in inspect.signature(fn).parameters and "num_classes" not in kwargs:
+            kwargs["num_classes"] = len(self.dataset(suite).categories) + 1
+
+        def build() -> nn.Module:
+            model = call_user(fn, what=what, file=file, field=field_name, **kwargs)
+            if not isinstance(model, nn.Module):
+                raise HarnessError(
+                    f"{what} returned {type(model).__name__}, not a torch.nn.Module",
+                    file=file,
+                    field=field_name,
+                    hint="return the model instance",
+                )
+            return model
+
+        return build, entry
+
+    def _base(self, suite: Suite) -> _Loaded:
+        """The suite's trained base model (user checkpoint or embedded weights)."""
+        build, entry = self._builder(suite)
+        spec = suite.spec.model
+        file = str(suite.path)
+        if spec.checkpoint is not None:
+            weights = user_path(spec.checkpoint, suite.path)
+        elif entry is not None and entry.pretrained is not None:
+            weights = entry.pretrained(self._pretrain_context(suite))
+        else:
+            raise HarnessError(
+                "the model has no trained weights",
+                file=file,
+                field="model.checkpoint",
+                hint="set model.checkpoint to a .safetensors or .pt state dict",
+            )
+        identity = spec.model_dump(mode="json", include={"name", "factory", "kwargs"})
+        key = cache_key("base", identity, sha256_file(weights), stamps())
+        if key not in self._models:
+            model = load_user_weights(build(), weights)
+            self._models[key] = _Loaded(model.eval(), key, {"weights": str(weights)})
+        return self._models[key]
+
+    def _pretrain_context(self, suite: Suite) -> PretrainContext:
+        data = suite.spec.data
+        return PretrainContext(
+            cache=self.cache,
+            data_name=data.name,
+            data_params=dict(data.params),
+            train_data=lambda: self.dataset(suite, "train"),
+            device=str(self.device),
+            progress=self.progress,
+            model_kwargs=dict(suite.spec.model.kwargs),
+        )
+
+    def checkpoint_key(self, suite: Suite, variant: str) -> str:
+        """Content address of ``variant``'s checkpoint (the base key when unchanged)."""
+        memo = (suite.path, variant)
+        if memo not in self._keys:
+            base = self._base(suite).key
+            v = suite.spec.variants[variant]
+            if not v.compress and v.finetune is None:
+                self._keys[memo] = base
+            else:
+                self._keys[memo] = cache_key(
+                    "variant",
+                    base,
+                    [canonical_json(step) for step in v.compress],
+                    canonical_json(v.finetune) if v.finetune else None,
+                    self.seed(suite, variant),
+                    self.dataset(suite, "train").fingerprint if v.finetune else None,
+                    stamps(),
+                )
+        return self._keys[memo]
+
+    def model(self, suite: Suite, variant: str) -> nn.Module:
+        """``variant``'s model, built on first use and cached on disk."""
+        key = self.checkpoint_key(suite, variant)
+        if key in self._models:
+            return self._models[key].model
+        build, _ = self._builder(suite)
+        entry, built = self.cache.get_or_build(
+            "ckpt",
+            key,
+            lambda tmp: self._build_variant(suite, variant, tmp),
+            rebuild=self._take_rebuild(key),
+        )
+        model = load_checkpoint(build, entry.path)
+        self._models = {k: v for k, v in self._models.items() if k == self._base(suite).key}
+        self._models[key] = _Loaded(model.eval(), key, entry.meta)
+        if not built:
+            self.progress(f"reused checkpoint {suite.spec.suite}/{variant} [{key[:10]}]")
+        return model
+
+    def _take_rebuild(self, key: str) -> bool:
+        if not self.options.rebuild or key in self._rebuilt:
+            return False
+        self._rebuilt.add(key)
+        return True
+
+    def _build_variant(self, suite: Suite, variant: str, out_dir: Path) -> dict[str, Any]:
+        v = suite.spec.variants[variant]
+        seed = self.seed(suite, variant)
+        start = time.perf_counter()
+        base = self._base(suite).model
+        model = copy.deepcopy(base)
+        total_before, _ = count_parameters(base)
+        train = self.dataset(suite, "train")
+        steps_text = []
+        ctx = CompressContext(
+            example_inputs=_example_batch(train),
+            seed=seed,
+            progress=lambda line: self.progress(f"  {variant}: {line}"),
+        )
+        for i, step in enumerate(v.compress):
+            info = METHODS.get(step.method, file=str(suite.path), field=f"variants.{variant}")
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed + i)
+                model = info.fn(model, step.params, ctx)
+            steps_text.append(f"{step.kind} {step.method} {_step_args(step.params)}")
+        if v.finetune is not None and v.finetune.epochs > 0:
+            recipe = _recipe(v.finetune, seed)
+            self.progress(
+                f"  {variant}: fine-tuning {recipe.epochs} epoch(s) on {len(train)} images"
+            )
+            items = load_training_set(train)
+            train_detector(model, items, recipe, device=self.device, progress=ctx.progress)
+            steps_text.append(f"finetune {recipe.epochs} ep")
+        model = finalize_pruning(model).cpu().eval()
+        total, nonzero = count_parameters(model)
+        meta = {
+            "suite": suite.spec.suite,
+            "variant": variant,
+            "seed": seed,
+            "steps": steps_text,
+            "params": total,
+            "nonzero_params": nonzero,
+            "params_ratio": total / total_before,
+            "sparsity": model_sparsity(model),
+            "build_seconds": round(time.perf_counter() - start, 2),
+            "stamps": stamps(),
+        }
+        save_checkpoint(model, out_dir, meta=meta)
+        summary = (
+            f"built checkpoint {suite.spec.suite}/{variant} ({' → '.join(steps_text) or 'copy'}) "
+            f"in {meta['build_seconds']:.1f}s · params {meta['params_ratio']:.2f}× · "
+            f"sparsity {meta['sparsity']:.2f}"
+        )
+        self.progress(summary)
+        self.builds.append(
+            BuildRecord("ckpt", suite.spec.suite, variant, "", meta["build_seconds"], summary)
+        )
+        return meta
+
+    # -- predictions and checks -------------------------------------------------------
+    def predictions(self, suite: Suite, variant: str) -> DetectionPredictions:
+        """Clean predictions of ``variant`` on the evaluation data (cached on disk)."""
+        data = self.dataset(suite)
+        key = cache_key(
+            "pred", self.checkpoint_key(suite, variant), data.fingerprint, self.device.type
+        )
+        if key in self._predictions:
+            return self._predictions[key]
+
+        def build(tmp: Path) -> dict[str, Any]:
+            start = time.perf_counter()
+            preds = predict_detections(self.model(suite, variant), data, device=self.device)
+            preds.save(tmp / "predictions.safetensors")
+            seconds = time.perf_counter() - start
+            summary = (
+                f"predicted {suite.spec.suite}/{variant} on {len(data)} images in {seconds:.1f}s"
+            )
+            self.progress(summary)
+            self.builds.append(
+                BuildRecord("pred", suite.spec.suite, variant, key, seconds, summary)
+            )
+            return {"images": len(data), "seconds": round(seconds, 2)}
+
+        entry, _ = self.cache.get_or_build("pred", key, build, rebuild=self._take_rebuild(key))
+        preds = DetectionPredictions.load(entry.file("predictions.safetensors"))
+        self._predictions[key] = preds
+        return preds
+
+    def metric_value(
+        self, suite: Suite, variant: str, check_name: str
+    ) -> tuple[float | dict[str, float], int]:
+        """The raw metric of ``check_name`` for ``variant`` and the number of images used."""
+        check = suite.spec.checks[check_name]
+        info = METRICS.get(check.metric, file=str(suite.path), field=f"checks.{check_name}.metric")
+        data = self.dataset(suite)
+        if check.split:
+            data = data.select(check.split, field=f"checks.{check_name}.split")
+        preds = self.predictions(suite, variant).subset(data.image_ids)
+        return info(preds, data, **check.params), len(data)
+
+    def run_check(self, suite: Suite, variant: str, check_name: str) -> CheckOutcome:
+        """Evaluate one gate: candidate and baseline values, reduction and decision."""
+        spec = suite.spec
+        check = spec.checks[check_name]
+        info = METRICS.get(check.metric)
+        candidate, n_images = self.metric_value(suite, variant, check_name)
+        baseline = None
+        if variant != spec.baseline:
+            baseline, _ = self.metric_value(suite, spec.baseline, check_name)
+        value, baseline_value, decision, worst = decide_check(
+            check=check, info=info, candidate=candidate, baseline=baseline
+        )
+        return CheckOutcome(
+            suite=spec.suite,
+            variant=variant,
+            check=check_name,
+            metric=check.metric,
+            value=value,
+            baseline_value=baseline_value,
+            decision=decision,
+            thresholds=Thresholds.from_check(check),
+            baseline_variant=spec.baseline,
+            n_images=n_images,
+            seed=self.seed(suite, variant),
+            worst_class=worst,
+            per_class=candidate if isinstance(candidate, dict) else None,
+            baseline_per_class=baseline if isinstance(baseline, dict) else None,
+            extra={"reduce": check.reduce or ""},
+        )
+
+
+def _example_batch(data: CocoDetectionData, n: int = 4) -> torch.Tensor:
+    """Up to ``n`` training images of the first image's size, as a float batch in [0, 1]."""
+    images = [
+        torch.from_numpy(data.load_image(i)).permute(2, 0, 1).float().div(255)
+        for i in data.image_ids[: 4 * n]
+    ]
+    same = [im for im in images if im.shape == images[0].shape][:n]
+    return torch.stack(same)
+
+
+def _recipe(finetune: Any, seed: int) -> TrainRecipe:
+    return TrainRecipe(
+        epochs=finetune.epochs,
+        lr=finetune.lr,
+        batch_size=finetune.batch_size,
+        weight_decay=finetune.weight_decay,
+        max_steps=finetune.max_steps,
+        seed=finetune.seed if finetune.seed is not None else seed,
+    )
+
+
+def _step_args(params: Any) -> str:
+    values = params.model_dump() if hasattr(params, "model_dump") else dict(params)
+    return " ".join(f"{k}={v}" for k, v in values.items())

@@ -1,0 +1,715 @@
+"""The suite format of DESIGN.md section 2 as typed pydantic models.
+
+Validation raises ``SpecProblem`` (a ``ValueError``) inside validators; the loader turns
+pydantic's errors into one-line ``SpecError``/``UnknownNameError`` messages that name
+the file, the dotted field and a fix. Paths in ``model`` and ``data`` are resolved
+against ``context["base_dir"]`` (the suite file's directory) and must exist.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import os
+import re
+import types
+import typing
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    Strict,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from harness.compress.registry import METHODS, MethodInfo
+from harness.errors import HarnessError
+from harness.metrics.registry import METRICS, MetricInfo
+from harness.registry import Registry, did_you_mean
+from harness.spec._problems import (
+    NUMBER_HINT,
+    Loc,
+    SpecProblem,
+    describe_input,
+    problem_from_pydantic,
+    unknown_key,
+)
+from harness.spec.thresholds import REDUCTIONS
+from harness.zoo import DATASETS, MODELS
+
+# --------------------------------------------------------------------------------------
+# Features of the full format that this version rejects. Remove entries as they land.
+# --------------------------------------------------------------------------------------
+_STATISTICS = "statistical decisions (confidence/decide) are not supported in this version"
+_CORRUPTIONS = "corruption checks (corruptions/severities) are not supported in this version"
+_RUNS = "repeated runs (runs) are not supported in this version"
+
+NOT_YET_KEYS: dict[str, dict[str, str]] = {
+    "check": {
+        "corruptions": _CORRUPTIONS,
+        "severities": _CORRUPTIONS,
+        "confidence": _STATISTICS,
+        "anova": "ANOVA across variants (anova) is not supported in this version",
+        "runs": _RUNS,
+        "baseline": "per-check baselines (baseline) are not supported in this version",
+        "device": "per-check devices (device) are not supported in this version",
+        "percentile": "latency percentiles (percentile) are not supported in this version",
+    },
+    "variant": {"runs": _RUNS},
+    "finetune": {
+        "rfs_threshold": "repeat-factor sampling (rfs_threshold) is not supported in this version"
+    },
+}
+"""Section → key → why it is rejected (hint: remove the key)."""
+
+NOT_YET_VALUES: dict[tuple[str, str], dict[str, str]] = {
+    ("check", "decide"): {"conservative": _STATISTICS, "lenient": _STATISTICS},
+}
+"""(section, key) → planned value → why it is rejected."""
+
+SAMPLERS = ("uniform",)
+AUGMENTS = ("none",)
+DECISIONS = ("point",)
+STEP_KINDS = ("prune", "quantize")
+THRESHOLD_KEYS = ("min", "max", "drop_max", "increase_max", "ratio_min", "ratio_max")
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+_FACTORY = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+_FRACTION = re.compile(r"^([^/]+)/([^/]+)$")
+
+
+# --------------------------------------------------------------------------------------
+# Numbers
+# --------------------------------------------------------------------------------------
+def parse_number(value: object) -> float:
+    """A float from a YAML number or a string such as ``"1e-3"`` or ``"2/255"``.
+
+    Booleans and NaN are rejected.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise SpecProblem(f"expected a number, got {describe_input(value)}", hint=NUMBER_HINT)
+    try:
+        result = _parse_text(value) if isinstance(value, str) else float(value)
+    except OverflowError:
+        raise SpecProblem(f"number {value!r} is too large", hint=NUMBER_HINT) from None
+    if math.isnan(result):
+        raise SpecProblem("NaN is not a usable number", hint=NUMBER_HINT)
+    return result
+
+
+def _parse_text(text: str) -> float:
+    stripped = text.strip()
+    try:
+        return float(stripped)
+    except ValueError:
+        pass
+    match = _FRACTION.match(stripped)
+    if match:
+        try:
+            num, den = float(match[1]), float(match[2])
+        except ValueError:
+            pass
+        else:
+            if den == 0:
+                raise SpecProblem(f"division by zero in {text!r}", hint=NUMBER_HINT)
+            return num / den
+    raise SpecProblem(f"expected a number, got {describe_input(text)}", hint=NUMBER_HINT)
+
+
+Number = Annotated[float, BeforeValidator(parse_number)]
+"""A float that also accepts ``"2/255"`` and ``"1e-3"`` strings; rejects booleans."""
+
+Int = Annotated[int, Strict()]
+"""An int that rejects booleans, floats and strings."""
+
+
+# --------------------------------------------------------------------------------------
+# Helpers shared by the models
+# --------------------------------------------------------------------------------------
+def check_keys(data: dict[Any, Any], allowed: Iterable[str], section: str) -> None:
+    """Reject keys that are not implemented yet or unknown (with a did-you-mean)."""
+    known = list(allowed)
+    for key in data:
+        reason = NOT_YET_KEYS.get(section, {}).get(key)
+        if reason:
+            raise SpecProblem(reason, hint="remove the key", loc=(key,))
+        if key not in known:
+            raise unknown_key(key, known)
+
+
+def check_choice(section: str, key: str, value: object, implemented: tuple[str, ...]) -> object:
+    """Accept an implemented value; explain planned and unknown ones."""
+    if value in implemented:
+        return value
+    reason = NOT_YET_VALUES.get((section, key), {}).get(value)  # type: ignore[call-overload]
+    if reason:
+        raise SpecProblem(reason, hint="remove the key")
+    raise SpecProblem(
+        f"{key} {_quoted(value)} is not implemented; known: {', '.join(implemented)}",
+        hint=f"use {key}: {implemented[0]} or remove the key",
+    )
+
+
+def _quoted(value: object) -> str:
+    return f"'{value}'" if isinstance(value, str) else describe_input(value)
+
+
+def _lookup(registry: Registry[Any], name: str) -> Any:
+    try:
+        return registry.get(name)
+    except HarnessError as err:
+        raise SpecProblem.from_harness_error(err) from None
+
+
+def _require_registered(registry: Registry[Any], name: str) -> str:
+    """Check ``name`` without importing its entry point (models pull in torchvision)."""
+    if name not in registry:
+        _lookup(registry, name)
+    return name
+
+
+def _field_names(model: type[BaseModel]) -> list[str]:
+    return [f.alias or n for n, f in model.model_fields.items()]
+
+
+def _resolve_path(value: str, info: ValidationInfo, *, directory: bool) -> str:
+    base = Path((info.context or {}).get("base_dir") or Path.cwd())
+    path = Path(os.path.normpath(base / Path(value).expanduser()))
+    where = f"relative paths are resolved against the suite file's directory {base}"
+    if not path.exists():
+        raise SpecProblem(f"{'directory' if directory else 'file'} not found: {path}", hint=where)
+    if directory and not path.is_dir():
+        raise SpecProblem(f"expected a directory, {path} is a file", hint=where)
+    if not directory and not path.is_file():
+        raise SpecProblem(f"expected a file, {path} is a directory", hint=where)
+    return str(path)
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --------------------------------------------------------------------------------------
+# model / data
+# --------------------------------------------------------------------------------------
+class ModelSpec(_Spec):
+    """``name`` (a MODELS key) or ``factory`` (``"pkg.mod:fn"``), optional checkpoint."""
+
+    name: str | None = None
+    factory: str | None = None
+    checkpoint: str | None = None
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            check_keys(data, _field_names(cls), "model")
+        return data
+
+    @field_validator("name")
+    @classmethod
+    def _known_name(cls, value: str | None) -> str | None:
+        return value if value is None else _require_registered(MODELS, value)
+
+    @field_validator("factory")
+    @classmethod
+    def _factory_form(cls, value: str | None) -> str | None:
+        if value is not None and not _FACTORY.match(value):
+            raise SpecProblem(
+                f"factory {value!r} is not of the form 'package.module:function'",
+                hint="write it like 'mypkg.models:build_detector'",
+            )
+        return value
+
+    @field_validator("checkpoint")
+    @classmethod
+    def _checkpoint_exists(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return value if value is None else _resolve_path(value, info, directory=False)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelSpec:
+        if self.name is not None and self.factory is not None:
+            raise SpecProblem(
+                "give either 'name' or 'factory', not both", hint="remove one of the two keys"
+            )
+        if self.name is None and self.factory is None:
+            raise SpecProblem(
+                "the model needs 'name' (a registered model) or 'factory'",
+                hint="add name: <model> or factory: 'pkg.mod:fn'",
+            )
+        return self
+
+
+class CocoSource(_Spec):
+    """User data in COCO format: an image directory and an annotation file."""
+
+    images: str
+    annotations: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            check_keys(data, _field_names(cls), "coco")
+        return data
+
+    @field_validator("images")
+    @classmethod
+    def _images_dir(cls, value: str, info: ValidationInfo) -> str:
+        return _resolve_path(value, info, directory=True)
+
+    @field_validator("annotations")
+    @classmethod
+    def _annotations_file(cls, value: str, info: ValidationInfo) -> str:
+        return _resolve_path(value, info, directory=False)
+
+
+class DataSpec(_Spec):
+    """``name`` (a DATASETS key with ``split``/``params``) or ``coco`` (with ``train``)."""
+
+    name: str | None = None
+    coco: CocoSource | None = None
+    split: str = "val"
+    train: CocoSource | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            check_keys(data, _field_names(cls), "data")
+        return data
+
+    @field_validator("name")
+    @classmethod
+    def _known_name(cls, value: str | None) -> str | None:
+        return value if value is None else _require_registered(DATASETS, value)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataSpec:
+        if (self.name is None) == (self.coco is None):
+            raise SpecProblem(
+                "give either 'name' or 'coco', not both"
+                if self.name is not None
+                else "the data needs 'name' (a registered dataset) or 'coco'",
+                hint="use name: <dataset> or coco: {images: <dir>, annotations: <file.json>}",
+            )
+        registry_only = ("split", "params") if self.coco is not None else ()
+        for key in registry_only:
+            if key in self.model_fields_set:
+                raise SpecProblem(
+                    f"'{key}' applies to registered datasets, not to coco data",
+                    hint="remove the key",
+                    loc=(key,),
+                )
+        if self.name is not None and self.train is not None:
+            raise SpecProblem(
+                "'train' applies to coco data; registered datasets bring their training split",
+                hint="remove the key",
+                loc=("train",),
+            )
+        return self
+
+
+# --------------------------------------------------------------------------------------
+# variants
+# --------------------------------------------------------------------------------------
+def _is_float(annotation: Any) -> bool:
+    if annotation is float:
+        return True
+    if typing.get_origin(annotation) in (Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return len(args) == 1 and args[0] is float
+    return False
+
+
+def validate_params(model: type[BaseModel], values: dict[str, Any], loc: Loc) -> BaseModel:
+    """Validate method parameters with ``model``; unknown keys are errors even if it allows them.
+
+    Float fields accept fractions (``2/255``) and reject booleans.
+    """
+    fields = {f.alias or n: f for n, f in model.model_fields.items()}
+    known = ["method", *fields]
+    cleaned: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in fields:
+            raise unknown_key(key, known, loc)
+        if value is not None and _is_float(fields[key].annotation):
+            try:
+                value = parse_number(value)
+            except SpecProblem as problem:
+                raise problem.at((*loc, key)) from None
+        cleaned[key] = value
+    try:
+        return model.model_validate(cleaned)
+    except ValidationError as exc:
+        raise problem_from_pydantic(exc.errors()[0]).at(loc) from None
+
+
+def parse_step(data: Any) -> dict[str, Any]:
+    """``{prune: {method: m, ...}}`` → ``{"kind", "method", "params"}`` (validated)."""
+    if not isinstance(data, dict) or not data:
+        raise SpecProblem(
+            f"a compress step is a mapping with one key, prune or quantize; got "
+            f"{describe_input(data)}",
+            hint="write - prune: {method: <name>, ...}",
+        )
+    for key in data:
+        if key not in STEP_KINDS:
+            raise unknown_key(key, STEP_KINDS)
+    if len(data) > 1:
+        raise SpecProblem(
+            "a compress step has exactly one key, prune or quantize; found both",
+            hint="split it into two list entries: - prune: {...} and - quantize: {...}",
+        )
+    kind, body = next(iter(data.items()))
+    if not isinstance(body, dict):
+        raise SpecProblem(
+            f"expected a mapping {{method: <name>, ...}}, got {describe_input(body)}",
+            hint=f"write {kind}: {{method: <name>, ...}}",
+            loc=(kind,),
+        )
+    method = body.get("method")
+    if not isinstance(method, str):
+        raise SpecProblem(
+            f"'method' must name a {kind} method, got {describe_input(method)}",
+            hint=f"add method: <name>; known methods: {', '.join(METHODS.names()) or 'none'}",
+            loc=(kind, "method"),
+        )
+    try:
+        info: MethodInfo = _lookup(METHODS, method)
+    except SpecProblem as problem:
+        raise problem.at((kind, "method")) from None
+    if info.kind != kind:
+        raise SpecProblem(
+            f"method '{method}' is a {info.kind} method, not a {kind} method",
+            hint=f"move it under '{info.kind}:'",
+            loc=(kind, "method"),
+        )
+    rest = {k: v for k, v in body.items() if k != "method"}
+    return {"kind": kind, "method": method, "params": validate_params(info.params, rest, (kind,))}
+
+
+class CompressStep(BaseModel):
+    """One compression step: ``kind`` (prune/quantize), registered ``method``, ``params``.
+
+    In YAML it is written ``{prune: {method: global_magnitude, sparsity: 0.8}}``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["prune", "quantize"]
+    method: str
+    params: SerializeAsAny[BaseModel]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_yaml(cls, data: Any) -> Any:
+        if isinstance(data, CompressStep):
+            return data
+        if isinstance(data, dict) and set(data) == {"kind", "method", "params"}:
+            return data  # constructed in Python, not read from YAML
+        return parse_step(data)
+
+
+class FinetuneSpec(_Spec):
+    """Fine-tuning after compression; ``seed`` None means the variant's/suite's seed."""
+
+    epochs: Int = Field(1, ge=0)
+    lr: Number = Field(1e-3, gt=0)
+    batch_size: Int = Field(16, ge=1)
+    weight_decay: Number = Field(1e-4, ge=0)
+    seed: Int | None = Field(None, ge=0)
+    sampler: Literal["uniform"] = "uniform"
+    augment: Literal["none"] = "none"
+    max_steps: Int | None = Field(None, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            check_keys(data, _field_names(cls), "finetune")
+        return data
+
+    @field_validator("sampler", mode="before")
+    @classmethod
+    def _sampler(cls, value: object) -> object:
+        return check_choice("finetune", "sampler", value, SAMPLERS)
+
+    @field_validator("augment", mode="before")
+    @classmethod
+    def _augment(cls, value: object) -> object:
+        return check_choice("finetune", "augment", value, AUGMENTS)
+
+
+class VariantSpec(_Spec):
+    """A compressed (or not) version of the model: steps in order, then fine-tuning."""
+
+    compress: list[CompressStep] = Field(default_factory=list)
+    finetune: FinetuneSpec | None = None
+    seed: Int | None = Field(None, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keys(cls, data: Any) -> Any:
+        if data is None:
+            return {}
+        if isinstance(data, dict):
+            check_keys(data, _field_names(cls), "variant")
+        return data
+
+
+# --------------------------------------------------------------------------------------
+# checks
+# --------------------------------------------------------------------------------------
+def _lenient(annotation: Any) -> Any:
+    """``float`` → ``Number``, ``int``/``bool`` → strict, recursively through unions."""
+    if annotation is float:
+        return Number
+    if annotation is int:
+        return Int
+    if annotation is bool:
+        return Annotated[bool, Strict()]
+    origin = typing.get_origin(annotation)
+    if origin in (Union, types.UnionType):
+        return Union[tuple(_lenient(a) for a in typing.get_args(annotation))]  # noqa: UP007
+    if origin in (list, dict):
+        return origin[tuple(_lenient(a) for a in typing.get_args(annotation))]
+    return annotation
+
+
+def _param_type(fn: Callable[..., Any], param: inspect.Parameter) -> Any:
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:  # unresolvable string annotations: fall back below
+        hints = {}
+    annotation = hints.get(param.name, param.annotation)
+    if annotation is inspect.Parameter.empty or isinstance(annotation, str):
+        default = param.default
+        known = (bool, int, float, str)
+        annotation = type(default) if type(default) in known else Any
+    return _lenient(annotation)
+
+
+def validate_metric_params(info: MetricInfo, values: dict[str, Any]) -> dict[str, Any]:
+    """Check the metric-specific keys of a check against the metric's keyword parameters."""
+    params = info.params
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in params:
+            raise unknown_key(key, [*GENERIC_CHECK_KEYS, *params])
+        try:
+            out[key] = TypeAdapter(_param_type(info.fn, params[key])).validate_python(value)
+        except ValidationError as exc:
+            raise problem_from_pydantic(exc.errors()[0]).at((key,)) from None
+        except SpecProblem as problem:  # pragma: no cover - pydantic wraps ValueErrors
+            raise problem.at((key,)) from None
+    for name, param in params.items():
+        if param.default is inspect.Parameter.empty and name not in out:
+            raise SpecProblem(
+                f"metric '{info.name}' needs the parameter '{name}'",
+                hint=f"add {name}: <value>",
+            )
+    return out
+
+
+class CheckSpec(_Spec):
+    """One assertion: a metric, thresholds, and the metric's own parameters (``params``)."""
+
+    metric: str
+    min: Number | None = None
+    max: Number | None = None
+    drop_max: Number | None = None
+    increase_max: Number | None = None
+    ratio_min: Number | None = None
+    ratio_max: Number | None = None
+    reduce: Literal["worst", "worst_drop", "mean"] | None = None
+    split: dict[str, Any] | None = None
+    decide: Literal["point"] = "point"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _separate_params(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        for key in data:
+            reason = NOT_YET_KEYS["check"].get(key)
+            if reason:
+                raise SpecProblem(reason, hint="remove the key", loc=(key,))
+        name = data.get("metric")
+        if not isinstance(name, str):
+            return data  # pydantic reports the missing or mistyped metric
+        try:
+            info: MetricInfo = _lookup(METRICS, name)
+        except SpecProblem as problem:
+            raise problem.at(("metric",)) from None
+        generic = {k: v for k, v in data.items() if k in GENERIC_CHECK_KEYS}
+        extra = {k: v for k, v in data.items() if k not in GENERIC_CHECK_KEYS}
+        if isinstance(extra.get("params"), dict) and "params" not in info.params:
+            extra = {**extra.pop("params"), **extra}  # built in Python: params=...
+        return {**generic, "params": validate_metric_params(info, extra)}
+
+    @field_validator("decide", mode="before")
+    @classmethod
+    def _decide(cls, value: object) -> object:
+        return check_choice("check", "decide", value, DECISIONS)
+
+    @field_validator("split")
+    @classmethod
+    def _split(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        if not value:
+            raise SpecProblem(
+                "the split filter is empty",
+                hint="give an image attribute such as {timeofday: night}, or remove the key",
+            )
+        for key, item in value.items():
+            if not isinstance(item, str | int | float | bool):
+                raise SpecProblem(
+                    f"a split value must be a string, number or boolean, got "
+                    f"{describe_input(item)}",
+                    hint="write attribute: value, e.g. timeofday: night",
+                    loc=(key,),
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CheckSpec:
+        if all(getattr(self, key) is None for key in THRESHOLD_KEYS):
+            raise SpecProblem(
+                "the check has no threshold, so it cannot fail",
+                hint=f"add one of {', '.join(THRESHOLD_KEYS)}, e.g. drop_max: 0.02",
+            )
+        for low, high in (("min", "max"), ("ratio_min", "ratio_max")):
+            lo, hi = getattr(self, low), getattr(self, high)
+            if lo is not None and hi is not None and lo > hi:
+                raise SpecProblem(
+                    f"{low} {lo} is greater than {high} {hi}, so the check can never pass",
+                    hint=f"make {low} <= {high}",
+                    loc=(low,),
+                )
+        self._check_reduce(METRICS.get(self.metric))
+        return self
+
+    def _check_reduce(self, info: MetricInfo) -> None:
+        if info.per_class and self.reduce is None:
+            raise SpecProblem(
+                f"metric '{self.metric}' gives one value per class, so 'reduce' is required",
+                hint=f"add reduce: {' | '.join(REDUCTIONS)}",
+            )
+        if not info.per_class and self.reduce is not None:
+            raise SpecProblem(
+                f"metric '{self.metric}' gives one value, so 'reduce' does not apply",
+                hint="remove the key",
+                loc=("reduce",),
+            )
+
+    @property
+    def has_absolute_threshold(self) -> bool:
+        """``min`` or ``max`` is set: the value is judged on its own, not against a baseline."""
+        return self.min is not None or self.max is not None
+
+
+GENERIC_CHECK_KEYS: tuple[str, ...] = tuple(k for k in CheckSpec.model_fields if k != "params")
+
+
+# --------------------------------------------------------------------------------------
+# suite
+# --------------------------------------------------------------------------------------
+def _check_names(data: dict[str, Any], section: str, what: str) -> None:
+    entries = data.get(section)
+    if not isinstance(entries, dict):
+        return
+    for name in entries:
+        if not isinstance(name, str):
+            raise SpecProblem(
+                f"{what} name {name!r} is not text", hint=f"quote it: '{name}'", loc=(section,)
+            )
+        if not NAME_PATTERN.match(name):
+            raise SpecProblem(
+                f"invalid {what} name {_quoted(name)}",
+                hint="use letters, digits and _ . + - starting with a letter or digit, "
+                "e.g. structured-50",
+                loc=(section, str(name)),
+            )
+
+
+def _name_problem(name: str, known: Iterable[str], what: str, loc: Loc) -> SpecProblem:
+    names = list(known)
+    return SpecProblem(
+        f"'{name}' is not a {what} of this suite",
+        hint=f"{did_you_mean(name, names)}{what}s: {', '.join(names)}",
+        loc=loc,
+    )
+
+
+class SuiteSpec(_Spec):
+    """A whole suite file: the model, data, variants, checks and where checks apply."""
+
+    suite: str = Field(min_length=1)
+    description: str = ""
+    model: ModelSpec
+    data: DataSpec
+    seed: Int = Field(0, ge=0)
+    baseline: str
+    variants: dict[str, VariantSpec] = Field(min_length=1)
+    checks: dict[str, CheckSpec] = Field(min_length=1)
+    apply: dict[str, list[str]] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            check_keys(data, _field_names(cls), "suite")
+            _check_names(data, "variants", "variant")
+            _check_names(data, "checks", "check")
+        return data
+
+    @model_validator(mode="after")
+    def _references(self) -> SuiteSpec:
+        if self.baseline not in self.variants:
+            raise _name_problem(self.baseline, self.variants, "variant", ("baseline",))
+        for check, variants in self.apply.items():
+            if check not in self.checks:
+                raise _name_problem(check, self.checks, "check", ("apply", check))
+            if not variants:
+                raise SpecProblem(
+                    "the list is empty, so the check would never run",
+                    hint="name at least one variant, or remove the check from apply",
+                    loc=("apply", check),
+                )
+            for i, variant in enumerate(variants):
+                if variant not in self.variants:
+                    raise _name_problem(variant, self.variants, "variant", ("apply", check, i))
+        return self
+
+    def gates(self, variant: str, check: str) -> bool:
+        """Whether the pair (variant, check) is a gate (see ``items``)."""
+        spec = self.checks[check]
+        if check in self.apply and variant not in self.apply[check]:
+            return False
+        if variant != self.baseline:
+            return True
+        return spec.has_absolute_threshold and spec.reduce != "worst_drop"
+
+    def items(self) -> list[tuple[str, str]]:
+        """The ``(variant, check)`` pairs to gate, variants then checks in file order.
+
+        Every check gates every non-baseline variant (only the listed ones when the
+        check is in ``apply``); the baseline is gated only by checks with ``min`` or
+        ``max`` whose ``reduce`` is not ``worst_drop`` (and, if the check is in
+        ``apply``, only when the baseline is listed there).
+        """
+        return [(v, c) for v in self.variants for c in self.checks if self.gates(v, c)]

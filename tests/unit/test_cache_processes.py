@@ -1,0 +1,188 @@
+"""harness.cache across processes: killed builds, killed writes, racing builders."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.cache import Cache, cache_key
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="uses POSIX signals")
+
+KIND = "ckpt"
+KEY = cache_key("killed")
+
+BUILD_THEN_DIE = """
+import os, signal, sys, time
+from pathlib import Path
+from harness.cache import Cache
+
+root, key, how = sys.argv[1:4]
+
+def build(tmp: Path) -> dict:
+    with open(tmp / "model.bin", "wb") as fh:
+        fh.write(b"x" * 100_000)  # half of the file
+        fh.flush()
+        if how == "exit":
+            os._exit(1)
+        print("ready", flush=True)
+        time.sleep(60)  # SIGKILLed here
+    return {}
+
+Cache(root).get_or_build("ckpt", key, build)
+"""
+
+RACE = """
+import json, os, sys, time
+from pathlib import Path
+from harness.cache import Cache
+
+root, counter, go = sys.argv[1:4]
+
+def build(tmp: Path) -> dict:
+    time.sleep(0.5)
+    with open(counter, "a") as fh:
+        fh.write(f"{os.getpid()}\\n")
+    (tmp / "model.bin").write_bytes(b"payload")
+    return {"builder": os.getpid()}
+
+cache = Cache(root)
+print("ready", flush=True)
+while not os.path.exists(go):
+    time.sleep(0.005)
+entry, built = cache.get_or_build("ckpt", "shared", build)
+print(json.dumps({"built": built, "meta": entry.meta, "path": str(entry.path)}), flush=True)
+"""
+
+WRITE_THEN_DIE = """
+import os, signal, sys
+from pathlib import Path
+from harness import cache
+
+def die(*_):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+os.replace = die  # killed after the temp file is written, before the rename
+cache.atomic_write_bytes(Path(sys.argv[1]), b"new" * 2_000_000)
+"""
+
+
+def python(script: str, *args: object, **kwargs: object) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(script), *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,  # type: ignore[call-overload]
+    )
+
+
+def scratch(cache: Cache) -> list[str]:
+    return sorted(p.name for p in (cache.root / KIND).iterdir() if p.name.startswith(".tmp-"))
+
+
+def build_ok(tmp: Path) -> dict:
+    (tmp / "model.bin").write_bytes(b"y" * 200_000)
+    return {"ok": True}
+
+
+@pytest.mark.parametrize("how", ["exit", "sigkill"])
+def test_killed_build_leaves_no_entry_and_is_cleaned(tmp_path: Path, how: str) -> None:
+    root = tmp_path / "cache"
+    proc = python(BUILD_THEN_DIE, root, KEY, how)
+    if how == "sigkill":
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready", proc.stderr
+        proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)  # reaped: its pid is no longer alive
+    assert proc.returncode == (1 if how == "exit" else -signal.SIGKILL)
+
+    events: list[str] = []
+    cache = Cache(root, on_event=events.append)
+    assert cache.get(KIND, KEY) is None
+    assert not cache.entry_dir(KIND, KEY).exists()
+    assert [n.startswith(f".tmp-{KEY}-{proc.pid}-") for n in scratch(cache)] == [True]
+    assert [str(p) for p, _ in cache.verify()] == [str(cache.root / KIND / scratch(cache)[0])]
+
+    entry, built = cache.get_or_build(KIND, KEY, build_ok)
+    assert built is True
+    assert entry.file("model.bin").stat().st_size == 200_000
+    assert scratch(cache) == []
+    assert cache.verify() == []
+    assert events == []
+
+
+def test_racing_processes_build_once(tmp_path: Path) -> None:
+    root, counter, go = tmp_path / "cache", tmp_path / "counter", tmp_path / "go"
+    procs = [python(RACE, root, counter, go) for _ in range(4)]
+    try:
+        for proc in procs:
+            assert proc.stdout is not None
+            assert proc.stdout.readline().strip() == "ready", proc.stderr
+        go.touch()
+        outputs = [proc.communicate(timeout=60) for proc in procs]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    results = []
+    for proc, (out, err) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, err
+        results.append(json.loads(out))
+
+    assert len(counter.read_text().splitlines()) == 1
+    assert sum(r["built"] for r in results) == 1
+    assert len({json.dumps(r["meta"], sort_keys=True) for r in results}) == 1
+    assert len({r["path"] for r in results}) == 1
+    assert scratch(Cache(root)) == []
+
+
+def test_killed_atomic_write_keeps_old_content(tmp_path: Path) -> None:
+    target = tmp_path / "data.bin"
+    target.write_bytes(b"old content")
+    proc = python(WRITE_THEN_DIE, target)
+    proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    assert target.read_bytes() == b"old content"
+    leftovers = [p for p in tmp_path.iterdir() if p != target]
+    assert len(leftovers) == 1 and leftovers[0].name.startswith(".data.bin.tmp-")
+    assert leftovers[0].stat().st_size == 6_000_000  # the complete temp file, never renamed
+
+
+def test_reader_in_other_process_sees_complete_entries_only(tmp_path: Path) -> None:
+    """Reads racing rebuilds never mistake the swap for corruption (which would delete)."""
+    cache = Cache(tmp_path / "cache", on_event=lambda _: None)
+    cache.get_or_build(KIND, KEY, build_ok)
+    reader = python(
+        """
+        import sys
+        from harness.cache import Cache
+        cache = Cache(sys.argv[1], on_event=lambda m: print("EVENT", m))
+        found = sum(cache.get(sys.argv[2], sys.argv[3]) is not None for _ in range(300))
+        print("done", found)
+        """,
+        cache.root,
+        KIND,
+        KEY,
+    )
+    rebuilds = 0
+    while reader.poll() is None and rebuilds < 2000:
+        cache.get_or_build(KIND, KEY, build_ok, rebuild=True)
+        rebuilds += 1
+        time.sleep(0.001)
+    out, err = reader.communicate(timeout=60)
+    assert reader.returncode == 0, err
+    assert "EVENT" not in out
+    assert out.startswith("done")
+    assert int(out.split()[1]) > 100  # found the entry in most of its 300 reads
+    assert rebuilds > 10
+    assert os.path.isdir(cache.entry_dir(KIND, KEY))

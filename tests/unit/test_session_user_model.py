@@ -1,0 +1,131 @@
+"""User models and COCO data on disk go through the same path as the embedded default."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from harness.data.toydrive import generate_toydrive
+from harness.errors import HarnessError
+from harness.session import HarnessOptions, HarnessSession
+from models.toydrive import build_toydrive_fcos
+
+
+@pytest.fixture(scope="module")
+def coco_dir(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A small COCO dataset on disk (made by the toydrive generator, read as user data)."""
+    return generate_toydrive(tmp_path_factory.mktemp("coco"), n_train=8, n_val=6)
+
+
+def _suite(tmp_path: Path, coco: dict[str, Path], model: str, extra_variant: str = "") -> Path:
+    text = f"""
+suite: user
+model: {model}
+data:
+  coco: {{images: {coco["images"]}, annotations: {coco["val"]}}}
+  train: {{images: {coco["images"]}, annotations: {coco["train"]}}}
+seed: 0
+baseline: dense
+variants:
+  dense: {{}}
+  sparse:
+    compress: [{{prune: {{method: global_magnitude, sparsity: 0.5}}}}]
+    finetune: {{epochs: 1, max_steps: 1, batch_size: 4}}
+{extra_variant}
+checks:
+  clean_map_drop: {{metric: map, drop_max: 1.0}}
+  worst_class_ap: {{metric: per_class_ap, reduce: worst_drop, max: 1.0}}
+"""
+    path = tmp_path / "suite.yaml"
+    path.write_text(text)
+    return path
+
+
+def _session(tmp_path: Path) -> HarnessSession:
+    return HarnessSession(
+        HarnessOptions(cache_dir=str(tmp_path / "cache")), progress=lambda _: None
+    )
+
+
+def test_factory_and_pt_checkpoint_end_to_end(tmp_path: Path, coco_dir: dict[str, Path]) -> None:
+    torch.manual_seed(0)
+    torch.save(build_toydrive_fcos().state_dict(), tmp_path / "weights.pt")
+    model = '{factory: "models.toydrive:build_toydrive_fcos", checkpoint: weights.pt}'
+    session = _session(tmp_path)
+    suite = session.suite(_suite(tmp_path, coco_dir, model))
+    outcome = session.run_check(suite, "sparse", "worst_class_ap")
+    assert outcome.passed and outcome.n_images == 6
+    assert set(outcome.per_class) == {
+        c["name"] for c in json.loads(coco_dir["val"].read_text())["categories"]
+    }
+    # the checkpoint is cached: a second session builds nothing
+    again = _session(tmp_path)
+    lines: list[str] = []
+    again.progress = lines.append
+    again.run_check(again.suite(suite.path), "sparse", "clean_map_drop")
+    assert not any(line.startswith(("built", "predicted")) for line in lines), lines
+
+
+def test_factory_that_raises_names_the_field(tmp_path: Path, coco_dir, monkeypatch) -> None:
+    (tmp_path / "badfactory.py").write_text(
+        "def build(num_classes):\n    raise RuntimeError('boom')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    torch.save({}, tmp_path / "w.pt")
+    session = _session(tmp_path)
+    suite = session.suite(
+        _suite(tmp_path, coco_dir, '{factory: "badfactory:build", checkpoint: w.pt}')
+    )
+    with pytest.raises(HarnessError) as err:
+        session.run_check(suite, "sparse", "clean_map_drop")
+    text = str(err.value)
+    assert "model.factory" in text and "RuntimeError: boom" in text and "suite.yaml" in text
+
+
+def test_factory_returning_non_module(tmp_path: Path, coco_dir, monkeypatch) -> None:
+    (tmp_path / "notmodel.py").write_text("def build(num_classes):\n    return 42\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    torch.save({}, tmp_path / "w.pt")
+    session = _session(tmp_path)
+    suite = session.suite(
+        _suite(tmp_path, coco_dir, '{factory: "notmodel:build", checkpoint: w.pt}')
+    )
+    with pytest.raises(HarnessError, match=r"returned int, not a torch\.nn\.Module"):
+        session.run_check(suite, "sparse", "clean_map_drop")
+
+
+def test_registered_architecture_without_weights(tmp_path: Path, coco_dir) -> None:
+    session = _session(tmp_path)
+    suite = session.suite(_suite(tmp_path, coco_dir, "{name: ssdlite320_mobilenet_v3_large}"))
+    with pytest.raises(HarnessError) as err:
+        session.run_check(suite, "sparse", "clean_map_drop")
+    assert "model.checkpoint" in str(err.value) and "no trained weights" in str(err.value)
+
+
+def test_checkpoint_of_another_architecture(tmp_path: Path, coco_dir) -> None:
+    from torchvision.models import resnet18
+
+    torch.save(resnet18(weights=None, num_classes=7).state_dict(), tmp_path / "r18.pt")
+    model = '{factory: "models.toydrive:build_toydrive_fcos", checkpoint: r18.pt}'
+    session = _session(tmp_path)
+    suite = session.suite(_suite(tmp_path, coco_dir, model))
+    with pytest.raises(HarnessError, match=r"r18\.pt"):
+        session.run_check(suite, "sparse", "clean_map_drop")
+
+
+def test_unknown_dataset_parameter_did_you_mean(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        "suite: s\nmodel: {name: toydrive-fcos}\n"
+        "data: {name: toydrive, params: {n_trian: 5}}\n"
+        "baseline: dense\nvariants: {dense: {}, other: {}}\n"
+        "checks: {m: {metric: map, drop_max: 0.1}}\n"
+    )
+    session = _session(tmp_path)
+    with pytest.raises(HarnessError) as err:
+        session.dataset(session.suite(path))
+    text = str(err.value)
+    assert "data.params.n_trian" in text and "did you mean 'n_train'" in text

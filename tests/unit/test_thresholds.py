@@ -1,0 +1,191 @@
+"""Thresholds, point decisions and per-class reductions on hand-computed numbers."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from harness.errors import HarnessError
+from harness.spec import Decision, Thresholds, decide, reduce_per_class
+
+NAN = math.nan
+
+
+def test_describe_and_needs_baseline() -> None:
+    assert Thresholds(min=0.5, drop_max=0.02).describe() == "drop_max 0.02, min 0.5"
+    assert Thresholds().describe() == "no thresholds"
+    assert not Thresholds(min=0.5, max=0.9).needs_baseline
+    for key in ("drop_max", "increase_max", "ratio_min", "ratio_max"):
+        assert Thresholds(**{key: 1.0}).needs_baseline
+
+
+def test_from_check() -> None:
+    check = SimpleNamespace(
+        min=0.1, max=None, drop_max=0.02, increase_max=None, ratio_min=0.9, ratio_max=None
+    )
+    assert Thresholds.from_check(check) == Thresholds(min=0.1, drop_max=0.02, ratio_min=0.9)
+
+
+@pytest.mark.parametrize(
+    ("limits", "value", "baseline", "violation"),
+    [
+        ({"min": 0.5}, 0.6, None, None),
+        ({"min": 0.5}, 0.5, None, None),
+        ({"min": 0.5}, 0.4, None, "value 0.4 < min 0.5"),
+        ({"max": 0.08}, 0.05, None, None),
+        ({"max": 0.08}, 0.08, None, None),
+        ({"max": 0.08}, 0.1, None, "value 0.1 > max 0.08"),
+        ({"drop_max": 0.08}, 0.4, 0.431, None),
+        ({"drop_max": 0.08}, 0.319, 0.431, "drop 0.112 > drop_max 0.08"),
+        ({"drop_max": 0.02}, 0.48, 0.5, None),  # 0.5 - 0.48 is 0.020000000000000018
+        ({"drop_max": 0.02}, 0.6, 0.5, None),  # improvements never violate drop_max
+        ({"increase_max": 0.01}, 0.105, 0.1, None),
+        ({"increase_max": 0.01}, 0.11, 0.1, None),
+        ({"increase_max": 0.01}, 0.12, 0.1, "increase 0.02 > increase_max 0.01"),
+        ({"ratio_min": 0.95}, 0.96, 1.0, None),
+        ({"ratio_min": 0.95}, 0.95, 1.0, None),
+        ({"ratio_min": 0.95}, 0.9, 1.0, "ratio 0.9 < ratio_min 0.95"),
+        ({"ratio_max": 0.7}, 6.0, 10.0, None),
+        ({"ratio_max": 0.7}, 7.0, 10.0, None),
+        ({"ratio_max": 0.7}, 8.0, 10.0, "ratio 0.8 > ratio_max 0.7"),
+        ({"drop_max": 0.02}, 0.4799999, 0.5, "drop 0.0200001 > drop_max 0.02"),
+    ],
+)
+def test_decide_each_key(
+    limits: dict[str, float], value: float, baseline: float | None, violation: str | None
+) -> None:
+    decision = decide(Thresholds(**limits), value, baseline)
+    assert isinstance(decision, Decision)
+    assert decision.passed is (violation is None)
+    assert decision.violations == ([] if violation is None else [violation])
+    assert decision.message == (violation or "")
+
+
+def test_decide_lists_every_violation() -> None:
+    decision = decide(Thresholds(min=0.5, drop_max=0.02, ratio_min=0.99), 0.4, 0.6)
+    assert not decision.passed
+    assert decision.violations == [
+        "value 0.4 < min 0.5",
+        "ratio 0.667 < ratio_min 0.99",
+        "drop 0.2 > drop_max 0.02",
+    ]
+
+
+def test_derived_values() -> None:
+    decision = decide(Thresholds(min=0.0), 0.3, 0.4)
+    assert decision.derived == pytest.approx({"drop": 0.1, "increase": -0.1, "ratio": 0.75})
+    assert decide(Thresholds(min=0.0), 0.3).derived == {}
+
+
+def test_nan_value_always_fails() -> None:
+    for limits in ({"min": 0.0}, {"max": 1.0}, {"drop_max": 1.0}, {"ratio_min": 0.0}):
+        baseline = 0.5 if Thresholds(**limits).needs_baseline else None
+        decision = decide(Thresholds(**limits), NAN, baseline)
+        assert not decision.passed
+        assert decision.violations == ["value is NaN (the metric could not be computed)"]
+
+
+def test_nan_baseline_fails_relative_checks_only() -> None:
+    assert not decide(Thresholds(drop_max=0.1), 0.5, NAN).passed
+    assert "baseline value is NaN" in decide(Thresholds(drop_max=0.1), 0.5, NAN).message
+    assert decide(Thresholds(min=0.1), 0.5, NAN).passed
+
+
+@pytest.mark.parametrize(("value", "ratio"), [(0.5, math.inf), (-0.5, -math.inf), (0.0, NAN)])
+def test_ratio_with_zero_baseline(value: float, ratio: float) -> None:
+    decision = decide(Thresholds(ratio_min=0.9, ratio_max=1.1), value, 0.0)
+    assert not decision.passed
+    assert decision.violations == [
+        "ratio undefined: baseline value is 0 (ratio_min 0.9)",
+        "ratio undefined: baseline value is 0 (ratio_max 1.1)",
+    ]
+    got = decision.derived["ratio"]
+    assert (math.isnan(got) and math.isnan(ratio)) or got == ratio
+    assert decide(Thresholds(drop_max=0.1), value, 0.0).passed is (-value <= 0.1)
+
+
+def test_infinite_value_is_compared_exactly() -> None:
+    assert not decide(Thresholds(max=1e9), math.inf).passed
+    assert decide(Thresholds(min=0.0), math.inf).passed
+
+
+def test_exception_relative_threshold_without_baseline() -> None:
+    with pytest.raises(HarnessError, match="compare against a baseline"):
+        decide(Thresholds(drop_max=0.02), 0.5)
+
+
+@given(
+    value=st.floats(0, 1),
+    baseline=st.floats(0, 1),
+    limit=st.floats(0, 1),
+)
+def test_drop_max_passes_iff_drop_within_limit(value: float, baseline: float, limit: float) -> None:
+    drop = baseline - value
+    assume(not limit < drop <= limit + 1e-6)  # the rounding tolerance band
+    decision = decide(Thresholds(drop_max=limit), value, baseline)
+    assert decision.passed is (drop <= limit)
+    assert decision.derived["drop"] == drop
+
+
+@given(value=st.floats(-1e6, 1e6), limit=st.floats(-1e6, 1e6))
+def test_min_and_max_are_mirror_images(value: float, limit: float) -> None:
+    assume(abs(value - limit) > 1e-3)
+    assert decide(Thresholds(min=limit), value).passed is (value >= limit)
+    assert decide(Thresholds(max=limit), value).passed is (value <= limit)
+
+
+# ----------------------------------------------------------------------------- per class
+CAND = {"car": 0.6, "person": 0.4, "train": 0.319}
+BASE = {"car": 0.62, "person": 0.45, "train": 0.431}
+
+
+@pytest.mark.parametrize(
+    ("how", "higher", "baseline", "expected"),
+    [
+        ("worst", True, None, (0.319, "train")),
+        ("worst", False, None, (0.6, "car")),
+        ("mean", True, None, ((0.6 + 0.4 + 0.319) / 3, "train")),
+        ("mean", False, None, ((0.6 + 0.4 + 0.319) / 3, "car")),
+        ("worst_drop", True, BASE, (0.112, "train")),
+        ("worst_drop", False, BASE, (-0.02, "car")),
+    ],
+)
+def test_reduce_per_class(
+    how: str, higher: bool, baseline: dict[str, float] | None, expected: tuple[float, str]
+) -> None:
+    value, worst = reduce_per_class(CAND, baseline, how, higher)
+    assert (value, worst) == (pytest.approx(expected[0]), expected[1])
+
+
+def test_reduce_skips_nan_classes() -> None:
+    cand = {"a": NAN, "b": 0.5, "c": 0.2, "d": 0.9}
+    base = {"a": 0.9, "b": 0.6, "c": NAN}  # "d" is missing in the baseline
+    assert reduce_per_class(cand, None, "worst", True) == (0.2, "c")
+    assert reduce_per_class(cand, None, "mean", True) == (pytest.approx(1.6 / 3), "c")
+    assert reduce_per_class(cand, base, "worst_drop", True) == (pytest.approx(0.1), "b")
+    assert reduce_per_class(cand, base, "worst", True) == (0.5, "b")
+
+
+def test_reduce_ties_pick_the_first_class() -> None:
+    assert reduce_per_class({"x": 0.3, "y": 0.3}, None, "worst", True) == (0.3, "x")
+
+
+@pytest.mark.parametrize(
+    ("cand", "base", "how", "match"),
+    [
+        ({"a": NAN}, None, "worst", "all NaN"),
+        ({}, None, "mean", "all NaN"),
+        ({"a": 0.5}, {"a": NAN}, "worst_drop", "all NaN"),
+        ({"a": 0.5}, None, "worst_drop", "needs the baseline"),
+        ({"a": 0.5}, None, "median", "unknown reduce 'median'"),
+    ],
+)
+def test_exception_reduce(
+    cand: dict[str, float], base: dict[str, float] | None, how: str, match: str
+) -> None:
+    with pytest.raises(HarnessError, match=match):
+        reduce_per_class(cand, base, how, True)
