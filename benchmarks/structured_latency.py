@@ -1,25 +1,29 @@
 """Parameter and CPU latency ratio of the tiny toy-drive FCOS after l1_filter pruning.
 
 Run: ``python benchmarks/structured_latency.py [--sparsity 0.5] [--runs 30]``.
-Batch 8 of 128x128 images, 2 threads, warm-up, median of ``--runs`` timed forwards of
-the whole detector (transform + network + post-processing) and of the network alone
-(backbone + head). Dense and pruned runs alternate, so load from other processes
-affects both alike.
+Trained weights, batch 8 of 128x128 toydrive validation images, 2 threads, warm-up,
+median of ``--runs`` timed forwards of the whole detector (transform + network +
+post-processing) and of the network alone (backbone + head). Dense and pruned runs
+alternate, so load from other processes affects both alike.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
 from harness.compress import CompressContext, count_parameters
 from harness.compress.prune import L1FilterParams, l1_filter
-from models.toydrive import IMAGE_SIZE, build_toydrive_fcos
+from harness.data.registry import toydrive_dataset
+from models.toydrive import IMAGE_SIZE, WEIGHTS_FILE, build_toydrive_fcos, verified_shipped_weights
 
 BATCH = 8
 THREADS = 2
@@ -50,6 +54,27 @@ def _network(model: nn.Module, batch: torch.Tensor) -> Callable[[], object]:
     return lambda: model.head(list(model.backbone(normalized).values()))
 
 
+def _trained_dense() -> nn.Module:
+    """The shipped toydrive-fcos weights (sha256-verified), so post-processing sees
+    realistic detections; random init if they are absent."""
+    model = build_toydrive_fcos()
+    if WEIGHTS_FILE.exists():
+        model.load_state_dict(load_file(verified_shipped_weights()))
+    return model.eval()
+
+
+def _val_images(n: int) -> torch.Tensor:
+    """The first ``n`` toydrive validation images as a float batch in [0, 1]."""
+    with tempfile.TemporaryDirectory() as tmp:
+        val = toydrive_dataset(Path(tmp), n_train=1, n_val=n)["val"]
+        return torch.stack(
+            [
+                torch.from_numpy(val.load_image(i)).permute(2, 0, 1).float() / 255
+                for i in val.image_ids
+            ]
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sparsity", type=float, default=0.5)
@@ -57,13 +82,13 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(THREADS)
     torch.manual_seed(0)
-    dense = build_toydrive_fcos().eval()
+    dense = _trained_dense()
     pruned = build_toydrive_fcos()
     pruned.load_state_dict(dense.state_dict())
-    ctx = CompressContext(example_inputs=torch.rand(2, 3, IMAGE_SIZE, IMAGE_SIZE))
+    batch = _val_images(BATCH)
+    ctx = CompressContext(example_inputs=batch[:2])
     l1_filter(pruned, L1FilterParams(sparsity=args.sparsity), ctx)
     pruned.eval()
-    batch = torch.rand(BATCH, 3, IMAGE_SIZE, IMAGE_SIZE)
     images = list(batch)
     ms = median_ms(
         {

@@ -363,7 +363,7 @@ class HarnessSession:
         info = METRICS.get(check.metric, file=str(suite.path), field=f"checks.{check_name}.metric")
         data = self.dataset(suite)
         if check.split:
-            data = data.select(check.split, field=f"checks.{check_name}.split")
+            data = data.select(check.split, field=f"checks.{check_name}.split", file=suite.path)
         preds = self.predictions(suite, variant).subset(data.image_ids)
         return info(preds, data, **check.params), len(data)
 

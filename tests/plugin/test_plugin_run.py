@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from xml.etree import ElementTree
 
 import pytest
 
@@ -23,8 +24,12 @@ def test_item_ids(suite_dir: pytest.Pytester) -> None:
 
 def test_passing_suite_then_cache_reuse(suite_dir: pytest.Pytester) -> None:
     (suite_dir.path / "suites" / "tiny.yaml").write_text(GOOD_SUITE)
-    first = suite_dir.runpytest("suites")
+    first = suite_dir.runpytest("suites", "--junitxml=junit.xml")
     first.assert_outcomes(passed=2)
+    junit = ElementTree.parse(suite_dir.path / "junit.xml")
+    props = {p.get("name"): p.get("value") for p in junit.iter("property")}
+    assert props["harness_metric"] in ("map", "per_class_ap")
+    assert 0.0 <= float(props["harness_value"]) <= 1.0 and props["harness_passed"] == "True"
     assert "built checkpoint tiny/magnitude-30" in first.stdout.str()
     assert "robustness-harness release gates" in first.stdout.str()
     second = suite_dir.runpytest("suites")

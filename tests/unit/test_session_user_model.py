@@ -129,3 +129,20 @@ def test_unknown_dataset_parameter_did_you_mean(tmp_path: Path) -> None:
         session.dataset(session.suite(path))
     text = str(err.value)
     assert "data.params.n_trian" in text and "did you mean 'n_train'" in text
+
+
+def test_empty_split_names_suite_field_and_existing_values(tmp_path: Path, coco_dir) -> None:
+    torch.save(build_toydrive_fcos().state_dict(), tmp_path / "weights.pt")
+    model = '{factory: "models.toydrive:build_toydrive_fcos", checkpoint: weights.pt}'
+    path = _suite(tmp_path, coco_dir, model)
+    path.write_text(
+        path.read_text().replace(
+            "checks:\n",
+            "checks:\n  dusk_map: {metric: map, split: {timeofday: dusk}, drop_max: 0.1}\n",
+        )
+    )
+    session = _session(tmp_path)
+    with pytest.raises(HarnessError) as err:
+        session.run_check(session.suite(path), "sparse", "dusk_map")
+    text = str(err.value)
+    assert "suite.yaml" in text and "checks.dusk_map.split" in text and "day" in text
