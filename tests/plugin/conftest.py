@@ -6,8 +6,6 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["pytester"]
-
 
 @pytest.fixture
 def suite_dir(pytester: pytest.Pytester, shared_data_root: Path) -> pytest.Pytester:

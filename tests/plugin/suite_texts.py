@@ -31,7 +31,8 @@ checks:
 """
 
 
-TWO_VARIANT_SUITE = GOOD_SUITE.replace(
+# l1-30 is not fine-tuned (mAP falls to ~0): this suite tests scheduling, not quality.
+TWO_VARIANT_SUITE = GOOD_SUITE.replace("drop_max: 0.5", "drop_max: 1.0").replace(
     "checks:",
     """  l1-30:
     compress: [{prune: {method: l1_filter, sparsity: 0.3}}]
