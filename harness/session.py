@@ -104,6 +104,7 @@ class HarnessSession:
         self._datasets: dict[tuple[Path, str], CocoDetectionData] = {}
         self._models: dict[str, _Loaded] = {}
         self._keys: dict[tuple[Path, str], str] = {}
+        self._base_keys: dict[Path, str] = {}
         self._predictions: dict[str, DetectionPredictions] = {}
         self._rebuilt: set[str] = set()
 
@@ -193,7 +194,14 @@ class HarnessSession:
         return build, entry
 
     def _base(self, suite: Suite) -> _Loaded:
-        """The suite's trained base model (user checkpoint or embedded weights)."""
+        """The suite's trained base model (user checkpoint or embedded weights).
+
+        Weights are resolved and hashed once per suite; the model is reloaded only if
+        it was evicted from memory.
+        """
+        known = self._base_keys.get(suite.path)
+        if known is not None and known in self._models:
+            return self._models[known]
         build, entry = self._builder(suite)
         spec = suite.spec.model
         file = str(suite.path)
@@ -210,6 +218,7 @@ class HarnessSession:
             )
         identity = spec.model_dump(mode="json", include={"name", "factory", "kwargs"})
         key = cache_key("base", identity, sha256_file(weights), stamps())
+        self._base_keys[suite.path] = key
         if key not in self._models:
             model = load_user_weights(build(), weights)
             self._models[key] = _Loaded(model.eval(), key, {"weights": str(weights)})
@@ -260,7 +269,8 @@ class HarnessSession:
             rebuild=self._take_rebuild(key),
         )
         model = load_checkpoint(build, entry.path)
-        self._models = {k: v for k, v in self._models.items() if k == self._base(suite).key}
+        base_key = self._base(suite).key
+        self._models = {k: v for k, v in self._models.items() if k == base_key}
         self._models[key] = _Loaded(model.eval(), key, entry.meta)
         if not built:
             self.progress(f"reused checkpoint {suite.spec.suite}/{variant} [{key[:10]}]")

@@ -185,6 +185,7 @@ def write_shipped_weights(data_root: Path, out_dir: Path = WEIGHTS_DIR) -> dict[
     val = splits["val"]
     preds = predict_detections(model, val)
     night = val.select({"timeofday": "night"})
+    result = coco_evaluate(val.coco_gt(), preds)
     sidecar = {
         "sha256": sha256_file(out_dir / WEIGHTS_FILE.name),
         "data": resolved_data_params({}),
@@ -192,8 +193,8 @@ def write_shipped_weights(data_root: Path, out_dir: Path = WEIGHTS_DIR) -> dict[
         "train": info,
         "stamps": stamps(),
         "val": {
-            "map": coco_evaluate(val.coco_gt(), preds).stats[0],
-            "per_class_ap": coco_evaluate(val.coco_gt(), preds).ap_per_class(),
+            "map": result.stats[0],
+            "per_class_ap": result.ap_per_class(),
             "night_map": coco_evaluate(night.coco_gt(), preds.subset(night.image_ids)).stats[0],
         },
     }
