@@ -1,4 +1,4 @@
-"""Cached model outputs: per-image detections with a stable fingerprint."""
+"""Cached model outputs: per-image detections or class logits, with stable fingerprints."""
 
 from __future__ import annotations
 
@@ -96,3 +96,71 @@ class DetectionPredictions:
                 for i in ids
             }
         )
+
+
+@dataclass(frozen=True)
+class ClassPredictions:
+    """Classifier outputs: ``logits`` (N, K) float32 for ``image_ids`` (N,), in order."""
+
+    image_ids: list[int]
+    logits: np.ndarray
+
+    def __post_init__(self) -> None:
+        if self.logits.ndim != 2 or self.logits.shape[0] != len(self.image_ids):
+            raise ValueError(
+                f"logits must be (N, K) with N = {len(self.image_ids)} images, "
+                f"got {self.logits.shape}"
+            )
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    @property
+    def probs(self) -> np.ndarray:
+        """Softmax probabilities (N, K), computed in float64."""
+        z = self.logits.astype(np.float64)
+        z = np.exp(z - z.max(axis=1, keepdims=True))
+        return z / z.sum(axis=1, keepdims=True)
+
+    @property
+    def top1(self) -> np.ndarray:
+        """Predicted class index per image (N,)."""
+        return self.logits.argmax(axis=1)
+
+    @property
+    def confidence(self) -> np.ndarray:
+        """Top-1 softmax probability per image (N,)."""
+        return self.probs.max(axis=1)
+
+    def subset(self, image_ids: Iterable[int]) -> ClassPredictions:
+        """The rows of ``image_ids`` (each must have been predicted)."""
+        row = {i: k for k, i in enumerate(self.image_ids)}
+        ids = [int(i) for i in image_ids]
+        missing = [i for i in ids if i not in row]
+        if missing:
+            raise KeyError(f"no prediction for image ids {missing[:5]}")
+        return ClassPredictions(ids, self.logits[[row[i] for i in ids]])
+
+    @property
+    def fingerprint(self) -> str:
+        h = hashlib.sha256(np.asarray(self.image_ids, np.int64).tobytes())
+        h.update(np.ascontiguousarray(self.logits, np.float32).tobytes())
+        return h.hexdigest()
+
+    def save(self, path: Path) -> None:
+        """Write as safetensors: ``image_ids`` (N,) int64 and ``logits`` (N, K) float32."""
+        save_file(
+            {
+                "image_ids": np.asarray(self.image_ids, np.int64),
+                "logits": np.ascontiguousarray(self.logits, np.float32),
+            },
+            str(path),
+        )
+
+    @staticmethod
+    def load(path: Path) -> ClassPredictions:
+        tensors = load_file(str(path))
+        return ClassPredictions([int(i) for i in tensors["image_ids"]], tensors["logits"])
+
+
+Predictions = DetectionPredictions | ClassPredictions

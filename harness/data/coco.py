@@ -29,6 +29,8 @@ class CocoDetectionData:
     objects over the same files.
     """
 
+    task = "detection"
+
     def __init__(
         self,
         *,

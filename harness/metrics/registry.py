@@ -4,23 +4,50 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from harness.registry import Registry
 
 Task = Literal["detection", "classification", "any"]
+Inputs = Literal["predictions", "pair", "model", "corruption_grid"]
+"""What a metric function receives (first positional arguments):
 
-MetricFn = Callable[..., float | dict[str, float]]
+* ``predictions``: ``fn(preds, data, **params)`` — cached predictions of one variant
+  and its evaluation data (the default; user metrics usually are this kind);
+* ``pair``: ``fn(preds, baseline_preds, data, **params)`` — candidate vs baseline
+  (stability metrics such as ``flip_rate``);
+* ``model``: ``fn(ctx: ModelContext, **params)`` — needs the model itself (attacks,
+  latency, size, saliency); see ``harness.metrics.context.ModelContext``;
+* ``corruption_grid``: ``fn(grid: CorruptionGrid, **params)`` — aggregates the task's
+  clean and corrupted scores (mPC, rPC, CE); the check must name ``corruptions``.
+"""
+
+Value = float | dict[str, float]
+
+
+@dataclass(frozen=True)
+class MetricResult:
+    """A metric value with details for reports (e.g. latency percentiles) and a note
+    for the failure message (e.g. "attacked through the float twin")."""
+
+    value: Value
+    details: dict[str, Any] = field(default_factory=dict)
+    note: str = ""
+
+
+MetricFn = Callable[..., Value | MetricResult]
 
 
 @dataclass(frozen=True)
 class MetricInfo:
     """A registered metric.
 
-    ``fn(preds, targets, **params)`` returns a float, or a mapping class name → float
-    when ``per_class`` (a suite then picks a ``reduce``). ``params`` are the
-    function's keyword-only parameters; suites may set them by name.
+    The function returns a float, a mapping class name → float when ``per_class`` (a
+    suite then picks a ``reduce``), or a ``MetricResult``. ``params`` are the
+    function's keyword-only parameters; suites may set them by name. ``cacheable``
+    model metrics (attacks) are stored in the cache; uncached ones (latency) are
+    measured on every run.
     """
 
     name: str
@@ -29,6 +56,8 @@ class MetricInfo:
     higher_is_better: bool
     per_class: bool = False
     description: str = ""
+    inputs: Inputs = "predictions"
+    cacheable: bool = True
 
     @property
     def params(self) -> dict[str, inspect.Parameter]:
@@ -36,8 +65,12 @@ class MetricInfo:
         sig = inspect.signature(self.fn)
         return {n: p for n, p in sig.parameters.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
 
-    def __call__(self, preds: Any, targets: Any, **params: Any) -> float | dict[str, float]:
-        return self.fn(preds, targets, **params)
+    def supports(self, task: str) -> bool:
+        return self.task == "any" or self.task == task
+
+    def __call__(self, *args: Any, **params: Any) -> MetricResult:
+        out = self.fn(*args, **params)
+        return out if isinstance(out, MetricResult) else MetricResult(out)
 
 
 METRICS: Registry[MetricInfo] = Registry("metric", group="harness.metrics")
@@ -49,11 +82,15 @@ def metric(
     task: Task = "any",
     higher_is_better: bool = True,
     per_class: bool = False,
+    inputs: Inputs = "predictions",
+    cacheable: bool = True,
 ) -> Callable[[MetricFn], MetricFn]:
-    """Register ``fn(preds, targets, *, params...)`` as metric ``name`` usable in YAML.
+    """Register a function as metric ``name``, usable in YAML by that name.
 
     >>> @metric("person_miss_rate", task="detection", higher_is_better=False)
     ... def person_miss_rate(preds, targets, *, iou=0.5, score=0.3) -> float: ...
+
+    Keyword-only parameters become check keys (validated by their type hints).
     """
 
     def wrap(fn: MetricFn) -> MetricFn:
@@ -67,6 +104,8 @@ def metric(
                 higher_is_better=higher_is_better,
                 per_class=per_class,
                 description=doc.splitlines()[0] if doc else "",
+                inputs=inputs,
+                cacheable=cacheable,
             ),
         )
         return fn
