@@ -24,6 +24,11 @@ def metric_label(metric: str) -> str:
     return {"map": "mAP"}.get(metric, metric)
 
 
+class CheckSkipped(Exception):
+    """A check that cannot run here (e.g. ``device: cuda`` without a GPU); the message
+    is the reason shown by pytest."""
+
+
 @dataclass(frozen=True)
 class CheckOutcome:
     """The result of one gate, with everything a failure message or report needs."""
@@ -73,8 +78,10 @@ class CheckOutcome:
         return text
 
     def context_line(self) -> str:
-        """Second line: baseline variant, number of images, seed."""
-        return f"baseline '{self.baseline_variant}' | {self.n_images} images | seed {self.seed}"
+        """Second line: baseline variant, number of images, seed, and a metric's note."""
+        text = f"baseline '{self.baseline_variant}' | {self.n_images} images | seed {self.seed}"
+        note = self.extra.get("note")
+        return f"{text} | {note}" if note else text
 
     def message(self) -> str:
         return f"{self.headline()}\n{self.context_line()}"
@@ -91,6 +98,9 @@ class CheckOutcome:
             props["harness_baseline_value"] = self.baseline_value
         if self.worst_class is not None:
             props["harness_worst_class"] = self.worst_class
+        for key, value in self.extra.get("details", {}).items():
+            if isinstance(value, int | float | str | bool):
+                props[f"harness_{key}"] = value
         return props
 
 

@@ -1,4 +1,4 @@
-"""Model × dataset → predictions: batched inference of torchvision detectors."""
+"""Model × dataset → predictions: batched inference of detectors and classifiers."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness.predictions import DetectionPredictions, Detections
+from harness.predictions import ClassPredictions, DetectionPredictions, Detections
 
 
 class LabelledImages(Protocol):
@@ -57,6 +57,41 @@ def predict_detections(
             if progress is not None:
                 progress(min(first + batch_size, len(ids)), len(ids))
     return DetectionPredictions(by_image)
+
+
+def predict_classes(
+    model: nn.Module,
+    data: LabelledImages,
+    *,
+    image_ids: Sequence[int] | None = None,
+    batch_size: int = 256,
+    device: torch.device | str = "cpu",
+    transform: Callable[[np.ndarray, int], np.ndarray] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> ClassPredictions:
+    """Run a classifier (eval mode, ``inference_mode``) over the images of ``data``.
+
+    Images go in as float (B, 3, H, W) in [0, 1] (normalisation belongs to the model);
+    ``transform`` is applied to each uint8 HWC image first. Returns the logits.
+    """
+    ids = list(data.image_ids if image_ids is None else image_ids)
+    device = torch.device(device)
+    model.to(device).eval()
+    rows: list[np.ndarray] = []
+    with torch.inference_mode():
+        for first in range(0, len(ids), batch_size):
+            chunk = ids[first : first + batch_size]
+            arrays = []
+            for image_id in chunk:
+                array = data.load_image(image_id)
+                arrays.append(array if transform is None else transform(array, image_id))
+            batch = torch.from_numpy(np.ascontiguousarray(np.stack(arrays)))
+            batch = batch.permute(0, 3, 1, 2).to(device, torch.float32).div_(255.0)
+            rows.append(model(batch).float().cpu().numpy())
+            if progress is not None:
+                progress(min(first + batch_size, len(ids)), len(ids))
+    logits = np.concatenate(rows) if rows else np.zeros((0, 0), np.float32)
+    return ClassPredictions(ids, logits.astype(np.float32))
 
 
 def _to_detections(out: dict[str, torch.Tensor], label_to_cat: Callable) -> Detections:

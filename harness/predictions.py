@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 
 
@@ -164,3 +165,10 @@ class ClassPredictions:
 
 
 Predictions = DetectionPredictions | ClassPredictions
+
+
+def load_predictions(path: Path) -> Predictions:
+    """Load either kind of saved predictions (class logits files hold ``logits``)."""
+    with safe_open(str(path), framework="numpy") as f:
+        is_class = "logits" in f.keys()  # noqa: SIM118 - safe_open has no __contains__
+    return ClassPredictions.load(path) if is_class else DetectionPredictions.load(path)

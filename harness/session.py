@@ -19,18 +19,16 @@ from torch import nn
 
 from harness.cache import Cache, cache_key, sha256_file
 from harness.checkpoint import load_checkpoint, load_user_weights, save_checkpoint
-from harness.checks import CheckOutcome, decide_check
+from harness.checks import CheckOutcome
 from harness.compress import finalize_pruning
 from harness.compress.prune import count_parameters, model_sparsity
 from harness.compress.registry import METHODS, CompressContext
-from harness.data import CocoDetectionData
 from harness.errors import HarnessError
-from harness.evaluate import predict_detections
-from harness.metrics import METRICS
-from harness.predictions import DetectionPredictions
-from harness.spec import Suite, Thresholds, load_suite
+from harness.predictions import Predictions, load_predictions
+from harness.spec import Suite, load_suite
 from harness.spec.loader import canonical_json
-from harness.train.finetune import TrainRecipe, load_training_set, train_detector
+from harness.tasks import TASKS, TaskOps
+from harness.train.finetune import TrainRecipe
 from harness.versions import stamps
 from harness.zoo import (
     DATASETS,
@@ -101,12 +99,13 @@ class HarnessSession:
         self.device = resolve_device(self.options.device)
         self.builds: list[BuildRecord] = []
         self._suites: dict[Path, Suite] = {}
-        self._datasets: dict[tuple[Path, str], CocoDetectionData] = {}
+        self._datasets: dict[tuple[Path, str], Any] = {}
         self._models: dict[str, _Loaded] = {}
         self._keys: dict[tuple[Path, str], str] = {}
         self._base_keys: dict[Path, str] = {}
-        self._predictions: dict[str, DetectionPredictions] = {}
+        self._predictions: dict[str, Predictions] = {}
         self._rebuilt: set[str] = set()
+        self.memo: dict[Any, Any] = {}
 
     # -- suites and data -------------------------------------------------------------
     def suite(self, path: str | Path) -> Suite:
@@ -123,17 +122,22 @@ class HarnessSession:
         v = suite.spec.variants.get(variant) if variant else None
         return v.seed if v is not None and v.seed is not None else suite.spec.seed
 
-    def dataset(self, suite: Suite, role: str = "eval") -> CocoDetectionData:
+    def task(self, suite: Suite) -> TaskOps:
+        """The detection or classification operations for ``suite``'s model."""
+        return TASKS[suite.spec.model.resolved_task]
+
+    def dataset(self, suite: Suite, role: str = "eval") -> Any:
         """The evaluation (``role="eval"``) or fine-tuning (``"train"``) data, limited by
-        ``--harness-limit``."""
+        ``--harness-limit`` (``CocoDetectionData`` or ``ClassificationData``)."""
         memo = (suite.path, role)
         if memo not in self._datasets:
             self._datasets[memo] = self._load_dataset(suite, role).limit(self.options.limit)
         return self._datasets[memo]
 
-    def _load_dataset(self, suite: Suite, role: str) -> CocoDetectionData:
+    def _load_dataset(self, suite: Suite, role: str) -> Any:
         data = suite.spec.data
         file = str(suite.path)
+        ops = self.task(suite)
         if data.name is not None:
             make = DATASETS.get(data.name, file=file, field="data.name")
             what = f"dataset '{data.name}'"
@@ -147,6 +151,14 @@ class HarnessSession:
                     field="data.split",
                     hint=f"use one of: {', '.join(sorted(splits))}",
                 )
+            if not isinstance(splits[split], ops.data_type):
+                raise HarnessError(
+                    f"dataset '{data.name}' holds {splits[split].task} data, but the model "
+                    f"is a {ops.name} model",
+                    file=file,
+                    field="data.name",
+                    hint=f"use a {ops.name} dataset, or a {splits[split].task} model",
+                )
             return splits[split]
         source = data.coco if role == "eval" else data.train
         if source is None:
@@ -156,7 +168,7 @@ class HarnessSession:
                 field="data.train",
                 hint="add data.train: {images: DIR, annotations: FILE.json}",
             )
-        return CocoDetectionData.load(
+        return ops.load_data(
             user_path(source.images, suite.path), user_path(source.annotations, suite.path)
         )
 
@@ -266,17 +278,17 @@ class HarnessSession:
             "ckpt",
             key,
             lambda tmp: self._build_variant(suite, variant, tmp),
-            rebuild=self._take_rebuild(key),
+            rebuild=self.take_rebuild(key),
         )
         model = load_checkpoint(build, entry.path)
         base_key = self._base(suite).key
         self._models = {k: v for k, v in self._models.items() if k == base_key}
-        self._models[key] = _Loaded(model.eval(), key, entry.meta)
+        self._models[key] = _Loaded(model.eval(), key, {**entry.meta, "dir": entry.path})
         if not built:
             self.progress(f"reused checkpoint {suite.spec.suite}/{variant} [{key[:10]}]")
         return model
 
-    def _take_rebuild(self, key: str) -> bool:
+    def take_rebuild(self, key: str) -> bool:
         if not self.options.rebuild or key in self._rebuilt:
             return False
         self._rebuilt.add(key)
@@ -307,8 +319,7 @@ class HarnessSession:
             self.progress(
                 f"  {variant}: fine-tuning {recipe.epochs} epoch(s) on {len(train)} images"
             )
-            items = load_training_set(train)
-            train_detector(model, items, recipe, device=self.device, progress=ctx.progress)
+            self.task(suite).train(model, train, recipe, self.device, ctx.progress)
             steps_text.append(f"finetune {recipe.epochs} ep")
         model = finalize_pruning(model).cpu().eval()
         total, nonzero = count_parameters(model)
@@ -337,78 +348,89 @@ class HarnessSession:
         return meta
 
     # -- predictions and checks -------------------------------------------------------
-    def predictions(self, suite: Suite, variant: str) -> DetectionPredictions:
-        """Clean predictions of ``variant`` on the evaluation data (cached on disk)."""
-        data = self.dataset(suite)
-        key = cache_key(
-            "pred", self.checkpoint_key(suite, variant), data.fingerprint, self.device.type
-        )
+    def loaded(self, suite: Suite, variant: str) -> _Loaded:
+        """``variant``'s model with its cache key and checkpoint metadata."""
+        self.model(suite, variant)
+        return self._models[self.checkpoint_key(suite, variant)]
+
+    def eval_seed(self, suite: Suite) -> int:
+        """The seed of evaluation randomness (corrupted images, attack starts): the
+        suite's, so every variant sees the same inputs."""
+        return self.options.seed if self.options.seed is not None else suite.spec.seed
+
+    def prediction_key(
+        self, suite: Suite, variant: str, data: Any, corruption: tuple[str, int] | None = None
+    ) -> str:
+        """Cache key of ``variant``'s predictions on ``data`` (clean or corrupted)."""
+        parts: list[Any] = [self.checkpoint_key(suite, variant), data.fingerprint]
+        if corruption is not None:
+            parts += [list(corruption), self.eval_seed(suite), data.image_ids]
+        return cache_key("pred", *parts, self.device.type)
+
+    def cached_predictions(self, key: str) -> Predictions | None:
+        """Predictions already in memory or on disk under ``key`` (None otherwise)."""
         if key in self._predictions:
             return self._predictions[key]
+        if self.options.rebuild and key not in self._rebuilt:
+            return None
+        entry = self.cache.get("pred", key)
+        return None if entry is None else self._remember(key, entry.file("predictions.safetensors"))
 
-        def build(tmp: Path) -> dict[str, Any]:
-            start = time.perf_counter()
-            preds = predict_detections(self.model(suite, variant), data, device=self.device)
-            preds.save(tmp / "predictions.safetensors")
-            seconds = time.perf_counter() - start
-            summary = (
-                f"predicted {suite.spec.suite}/{variant} on {len(data)} images in {seconds:.1f}s"
-            )
-            self.progress(summary)
-            self.builds.append(
-                BuildRecord("pred", suite.spec.suite, variant, key, seconds, summary)
-            )
-            return {"images": len(data), "seconds": round(seconds, 2)}
-
-        entry, _ = self.cache.get_or_build("pred", key, build, rebuild=self._take_rebuild(key))
-        preds = DetectionPredictions.load(entry.file("predictions.safetensors"))
+    def _remember(self, key: str, path: Path) -> Predictions:
+        preds = load_predictions(path)
         self._predictions[key] = preds
         return preds
 
-    def metric_value(
-        self, suite: Suite, variant: str, check_name: str
-    ) -> tuple[float | dict[str, float], int]:
-        """The raw metric of ``check_name`` for ``variant`` and the number of images used."""
-        check = suite.spec.checks[check_name]
-        info = METRICS.get(check.metric, file=str(suite.path), field=f"checks.{check_name}.metric")
-        data = self.dataset(suite)
-        if check.split:
-            data = data.select(check.split, field=f"checks.{check_name}.split", file=suite.path)
-        preds = self.predictions(suite, variant).subset(data.image_ids)
-        return info(preds, data, **check.params), len(data)
+    def predictions(
+        self,
+        suite: Suite,
+        variant: str,
+        *,
+        data: Any = None,
+        corruption: tuple[str, int] | None = None,
+        images: Callable[[], dict[int, Any]] | None = None,
+    ) -> Predictions:
+        """``variant``'s predictions (cached on disk): on the evaluation data by default,
+        or on ``data``; with ``corruption`` = (name, severity), ``images()`` supplies the
+        corrupted uint8 images by image id."""
+        data = self.dataset(suite) if data is None else data
+        key = self.prediction_key(suite, variant, data, corruption)
+        if key in self._predictions:
+            return self._predictions[key]
+        ops = self.task(suite)
+        what = f"{suite.spec.suite}/{variant}" + (
+            f" under {corruption[0]}@{corruption[1]}" if corruption else ""
+        )
+
+        def build(tmp: Path) -> dict[str, Any]:
+            start = time.perf_counter()
+            transform = None
+            if corruption is not None and images is not None:
+                corrupted = images()
+                transform = lambda _array, image_id: corrupted[image_id]  # noqa: E731
+            model = self.model(suite, variant)
+            preds = ops.predict(model, data, device=self.device, transform=transform)
+            preds.save(tmp / "predictions.safetensors")
+            seconds = time.perf_counter() - start
+            summary = f"predicted {what} on {len(data)} images in {seconds:.1f}s"
+            if corruption is None:
+                self.progress(summary)
+            self.builds.append(
+                BuildRecord("pred", suite.spec.suite, variant, key, seconds, summary)
+            )
+            return {"images": len(data), "seconds": round(seconds, 2), "task": ops.name}
+
+        entry, _ = self.cache.get_or_build("pred", key, build, rebuild=self.take_rebuild(key))
+        return self._remember(key, entry.file("predictions.safetensors"))
 
     def run_check(self, suite: Suite, variant: str, check_name: str) -> CheckOutcome:
         """Evaluate one gate: candidate and baseline values, reduction and decision."""
-        spec = suite.spec
-        check = spec.checks[check_name]
-        info = METRICS.get(check.metric)
-        candidate, n_images = self.metric_value(suite, variant, check_name)
-        baseline = None
-        if variant != spec.baseline:
-            baseline, _ = self.metric_value(suite, spec.baseline, check_name)
-        value, baseline_value, decision, worst = decide_check(
-            check=check, info=info, candidate=candidate, baseline=baseline
-        )
-        return CheckOutcome(
-            suite=spec.suite,
-            variant=variant,
-            check=check_name,
-            metric=check.metric,
-            value=value,
-            baseline_value=baseline_value,
-            decision=decision,
-            thresholds=Thresholds.from_check(check),
-            baseline_variant=spec.baseline,
-            n_images=n_images,
-            seed=self.seed(suite, variant),
-            worst_class=worst,
-            per_class=candidate if isinstance(candidate, dict) else None,
-            baseline_per_class=baseline if isinstance(baseline, dict) else None,
-            extra={"reduce": check.reduce or ""},
-        )
+        from harness.measure import run_check
+
+        return run_check(self, suite, variant, check_name)
 
 
-def _example_batch(data: CocoDetectionData, n: int = 4) -> torch.Tensor:
+def _example_batch(data: Any, n: int = 4) -> torch.Tensor:
     """Up to ``n`` training images of the first image's size, as a float batch in [0, 1]."""
     images = [
         torch.from_numpy(data.load_image(i)).permute(2, 0, 1).float().div(255)

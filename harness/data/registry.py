@@ -1,4 +1,5 @@
-"""Registered datasets: functions ``(root, **params) -> {split: CocoDetectionData}``.
+"""Registered datasets: functions ``(root, **params) -> {split: data}`` where data is a
+``CocoDetectionData`` (detection) or a ``ClassificationData`` (classification).
 
 ``harness.zoo.DATASETS`` finds them through the ``harness.datasets`` entry points.
 """
@@ -9,6 +10,8 @@ import hashlib
 import json
 from pathlib import Path
 
+from harness.data import toysigns
+from harness.data.classification import ClassificationData
 from harness.data.coco import CocoDetectionData
 from harness.data.toydrive import GENERATOR_VERSION, SPLITS, generate_toydrive
 
@@ -29,3 +32,23 @@ def toydrive_dataset(
     params = {"seed": seed, "n_train": n_train, "n_val": n_val, "image_size": image_size}
     paths = generate_toydrive(toydrive_dir(root, **params), **params)
     return {split: CocoDetectionData.load(paths["images"], paths[split]) for split in SPLITS}
+
+
+def toysigns_dir(
+    root: Path, *, seed: int = 0, n_train: int = 6000, n_val: int = 1000, image_size: int = 32
+) -> Path:
+    """Where ``toysigns_dataset`` keeps the data for these parameters under ``root``."""
+    params = {"seed": seed, "n_train": n_train, "n_val": n_val, "image_size": image_size}
+    digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:10]
+    return Path(root) / f"toysigns-v{toysigns.GENERATOR_VERSION}-{digest}"
+
+
+def toysigns_dataset(
+    root: Path, *, seed: int = 0, n_train: int = 6000, n_val: int = 1000, image_size: int = 32
+) -> dict[str, ClassificationData]:
+    """The toysigns ``train`` and ``val`` splits, generated under ``root`` on first use."""
+    params = {"seed": seed, "n_train": n_train, "n_val": n_val, "image_size": image_size}
+    paths = toysigns.generate_toysigns(toysigns_dir(root, **params), **params)
+    return {
+        split: ClassificationData.load(paths["images"], paths[split]) for split in toysigns.SPLITS
+    }

@@ -1,10 +1,18 @@
 """Metrics: the registry, the ``@metric`` decorator and the built-in metrics.
 
-Importing this package registers the built-in detection metrics.
+Importing this package registers the built-in metrics.
 """
 
 from harness.metrics import detection
 from harness.metrics.detection import CocoEvalResult, coco_evaluate
-from harness.metrics.registry import METRICS, MetricInfo, metric
+from harness.metrics.registry import METRICS, MetricInfo, MetricResult, metric
 
-__all__ = ["METRICS", "CocoEvalResult", "MetricInfo", "coco_evaluate", "detection", "metric"]
+__all__ = [
+    "METRICS",
+    "CocoEvalResult",
+    "MetricInfo",
+    "MetricResult",
+    "coco_evaluate",
+    "detection",
+    "metric",
+]

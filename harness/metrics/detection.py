@@ -399,3 +399,94 @@ def per_class_ap(preds: DetectionPredictions, targets: CocoTargets) -> dict[str,
 def per_class_ap50(preds: DetectionPredictions, targets: CocoTargets) -> dict[str, float]:
     """COCO AP@0.5 per class name (NaN for a class without ground truth)."""
     return evaluate_targets(preds, targets).ap50_per_class()
+
+
+# ---------------------------------------------------------------------- matching
+
+
+@dataclass(frozen=True)
+class CocoMatches:
+    """COCO's greedy detection-to-ground-truth matching at one IoU threshold.
+
+    Exactly what ``COCOeval.evaluateImg`` decides (area all, maxDets 100): per image and
+    category, detections by descending score (the 100 highest) each take the unmatched
+    ground truth of highest IoU ≥ ``iou``, non-crowd before crowd.
+
+    Detections (D,): every evaluated one except the ignored ones (matched to a crowd
+    region); ``dt_matched`` says whether it matched a ground truth. Ground truth (G,):
+    every non-ignored (non-crowd) annotation in ascending annotation id;
+    ``gt_match_scores`` is the score of the detection matched to it, ``-inf`` if none.
+    """
+
+    dt_image_ids: np.ndarray
+    dt_category_ids: np.ndarray
+    dt_scores: np.ndarray
+    dt_matched: np.ndarray
+    gt_ids: np.ndarray
+    gt_image_ids: np.ndarray
+    gt_category_ids: np.ndarray
+    gt_match_scores: np.ndarray
+
+
+def coco_match(
+    gt: dict[str, Any],
+    preds: DetectionPredictions,
+    *,
+    iou: float = 0.5,
+    image_ids: Sequence[int] | None = None,
+) -> CocoMatches:
+    """Run ``COCOeval.evaluate`` with ``iouThrs=[iou]``, area all, maxDets 100, and
+    read the matches from ``evalImgs`` (``dtMatches``, ``dtIgnore``, ``gtMatches``).
+
+    ``gt`` and ``image_ids`` as for ``coco_evaluate`` (same validation and errors).
+    """
+    if not 0.0 < iou <= 1.0:
+        raise DataError(f"iou must be in (0, 1], got {iou}", field="iou", hint="e.g. iou: 0.5")
+    img_key = None if image_ids is None else tuple(sorted({int(i) for i in image_ids}))
+    dataset = _normalize_gt(json.loads(_canonical_json(gt)))
+    _check_image_ids(img_key, dataset)
+    _check_predictions(preds, dataset)
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = COCO()
+        coco_gt.dataset = dataset
+        coco_gt.createIndex()
+        results = preds.to_coco_results()
+        coco_dt = coco_gt.loadRes(results) if results else results_coco(coco_gt, results)
+        ev = COCOeval(coco_gt, coco_dt, "bbox")
+        if img_key is not None:
+            ev.params.imgIds = list(img_key)
+        ev.params.iouThrs = np.array([float(iou)])
+        ev.params.areaRng = [ev.params.areaRng[0]]  # all: [0, 1e10]
+        ev.params.areaRngLbl = ["all"]
+        ev.params.maxDets = [100]
+        ev.evaluate()
+    score_of = {int(i): float(a["score"]) for i, a in coco_dt.anns.items()}
+    return _collect_matches([e for e in ev.evalImgs if e is not None], score_of)
+
+
+def _collect_matches(evals: list[dict[str, Any]], score_of: dict[int, float]) -> CocoMatches:
+    """Flatten ``evalImgs`` entries (one IoU threshold) into a ``CocoMatches``."""
+    dt: list[tuple[int, int, float, bool]] = []
+    gt: list[tuple[int, int, int, float]] = []
+    for e in evals:
+        img, cat = int(e["image_id"]), int(e["category_id"])
+        for d, score in enumerate(e["dtScores"]):
+            if not e["dtIgnore"][0, d]:
+                dt.append((img, cat, float(score), bool(e["dtMatches"][0, d] > 0)))
+        for g, gt_id in enumerate(e["gtIds"]):
+            if not e["gtIgnore"][g]:
+                det = int(e["gtMatches"][0, g])
+                gt.append((int(gt_id), img, cat, score_of[det] if det > 0 else -math.inf))
+    gt.sort()
+    d_cols = list(zip(*dt, strict=True)) if dt else [(), (), (), ()]
+    g_cols = list(zip(*gt, strict=True)) if gt else [(), (), (), ()]
+    return CocoMatches(
+        dt_image_ids=np.asarray(d_cols[0], np.int64),
+        dt_category_ids=np.asarray(d_cols[1], np.int64),
+        dt_scores=np.asarray(d_cols[2], np.float64),
+        dt_matched=np.asarray(d_cols[3], bool),
+        gt_ids=np.asarray(g_cols[0], np.int64),
+        gt_image_ids=np.asarray(g_cols[1], np.int64),
+        gt_category_ids=np.asarray(g_cols[2], np.int64),
+        gt_match_scores=np.asarray(g_cols[3], np.float64),
+    )

@@ -45,25 +45,20 @@ from harness.spec._problems import (
     unknown_key,
 )
 from harness.spec.thresholds import REDUCTIONS
-from harness.zoo import DATASETS, MODELS
+from harness.zoo import DATASETS, MODELS, as_model_entry
 
 # --------------------------------------------------------------------------------------
 # Features of the full format that this version rejects. Remove entries as they land.
 # --------------------------------------------------------------------------------------
 _STATISTICS = "statistical decisions (confidence/decide) are not supported in this version"
-_CORRUPTIONS = "corruption checks (corruptions/severities) are not supported in this version"
 _RUNS = "repeated runs (runs) are not supported in this version"
 
 NOT_YET_KEYS: dict[str, dict[str, str]] = {
     "check": {
-        "corruptions": _CORRUPTIONS,
-        "severities": _CORRUPTIONS,
         "confidence": _STATISTICS,
         "anova": "ANOVA across variants (anova) is not supported in this version",
         "runs": _RUNS,
         "baseline": "per-check baselines (baseline) are not supported in this version",
-        "device": "per-check devices (device) are not supported in this version",
-        "percentile": "latency percentiles (percentile) are not supported in this version",
     },
     "variant": {"runs": _RUNS},
     "finetune": {
@@ -84,6 +79,7 @@ STEP_KINDS = ("prune", "quantize")
 THRESHOLD_KEYS = ("min", "max", "drop_max", "increase_max", "ratio_min", "ratio_max")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 _FACTORY = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+_DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 _FRACTION = re.compile(r"^([^/]+)/([^/]+)$")
 
 
@@ -208,6 +204,7 @@ class ModelSpec(_Spec):
     factory: str | None = None
     checkpoint: str | None = None
     kwargs: dict[str, Any] = Field(default_factory=dict)
+    task: Literal["detection", "classification"] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -247,7 +244,24 @@ class ModelSpec(_Spec):
                 "the model needs 'name' (a registered model) or 'factory'",
                 hint="add name: <model> or factory: 'pkg.mod:fn'",
             )
+        if self.name is not None and self.task is not None and self.task != self.registered_task:
+            raise SpecProblem(
+                f"model '{self.name}' is a {self.registered_task} model, not {self.task}",
+                hint="remove the key (registered models know their task)",
+                loc=("task",),
+            )
         return self
+
+    @property
+    def registered_task(self) -> str | None:
+        """The task of a registered model (None for a factory)."""
+        return None if self.name is None else as_model_entry(_lookup(MODELS, self.name)).task
+
+    @property
+    def resolved_task(self) -> str:
+        """``detection`` or ``classification``: the registry's, the ``task`` key's, or
+        detection for a factory without one."""
+        return self.registered_task or self.task or "detection"
 
 
 class CocoSource(_Spec):
@@ -535,6 +549,10 @@ class CheckSpec(_Spec):
     ratio_max: Number | None = None
     reduce: Literal["worst", "worst_drop", "mean"] | None = None
     split: dict[str, Any] | None = None
+    images: Int | None = Field(None, ge=1)
+    corruptions: list[str] | None = None
+    severities: list[Int] | None = None
+    device: str | None = None
     decide: Literal["point"] = "point"
     params: dict[str, Any] = Field(default_factory=dict)
 
@@ -564,6 +582,40 @@ class CheckSpec(_Spec):
     @classmethod
     def _decide(cls, value: object) -> object:
         return check_choice("check", "decide", value, DECISIONS)
+
+    @field_validator("corruptions", mode="before")
+    @classmethod
+    def _corruptions(cls, value: object) -> object:
+        if value is None:
+            return None
+        if not isinstance(value, str | list) or not all(isinstance(v, str) for v in value):
+            raise SpecProblem(
+                f"corruptions must be a name or a list of names, got {describe_input(value)}",
+                hint="write benchmark, all, a family (noise, blur, weather, digital, extra) "
+                "or a list of corruption names",
+            )
+        from harness.corruptions import resolve_corruptions  # imports imagecorruptions
+
+        return resolve_corruptions(value)
+
+    @field_validator("severities", mode="before")
+    @classmethod
+    def _severities(cls, value: object) -> object:
+        if value is None:
+            return None
+        from harness.corruptions import check_severities
+
+        return check_severities(value if isinstance(value, list) else [value])
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str | None) -> str | None:
+        if value is not None and not _DEVICE.match(value):
+            raise SpecProblem(
+                f"device {value!r} is not one of cpu, cuda, cuda:N",
+                hint="write device: cuda (the check skips when no GPU is present) or cpu",
+            )
+        return value
 
     @field_validator("split")
     @classmethod
@@ -600,8 +652,40 @@ class CheckSpec(_Spec):
                     hint=f"make {low} <= {high}",
                     loc=(low,),
                 )
-        self._check_reduce(METRICS.get(self.metric))
+        info = METRICS.get(self.metric)
+        self._check_reduce(info)
+        self._check_inputs(info)
         return self
+
+    def _check_inputs(self, info: MetricInfo) -> None:
+        if info.inputs == "corruption_grid" and self.corruptions is None:
+            raise SpecProblem(
+                f"metric '{self.metric}' aggregates corrupted scores, so 'corruptions' is required",
+                hint="add corruptions: benchmark (or all, a family, or a list of names)",
+            )
+        if self.severities is not None and self.corruptions is None:
+            raise SpecProblem(
+                "severities apply only together with corruptions",
+                hint="add corruptions: benchmark, or remove the key",
+                loc=("severities",),
+            )
+        if info.inputs == "model" and self.corruptions is not None:
+            raise SpecProblem(
+                f"metric '{self.metric}' measures the model itself and cannot be combined "
+                "with corruptions",
+                hint="remove the key, or gate a prediction metric (map, accuracy, ece) "
+                "under corruptions",
+                loc=("corruptions",),
+            )
+        relative = [k for k in ("drop_max", "increase_max", "ratio_min", "ratio_max")]
+        used = [k for k in relative if getattr(self, k) is not None]
+        if info.inputs == "pair" and used:
+            raise SpecProblem(
+                f"metric '{self.metric}' already compares the variant with the baseline, "
+                f"so {used[0]} has nothing to compare",
+                hint="use max (or min) instead",
+                loc=(used[0],),
+            )
 
     def _check_reduce(self, info: MetricInfo) -> None:
         if info.per_class and self.reduce is None:
@@ -646,6 +730,10 @@ def _check_names(data: dict[str, Any], section: str, what: str) -> None:
             )
 
 
+def _metrics_for(task: str) -> list[str]:
+    return [n for n in METRICS.names() if METRICS.get(n).supports(task)]
+
+
 def _name_problem(name: str, known: Iterable[str], what: str, loc: Loc) -> SpecProblem:
     names = list(known)
     return SpecProblem(
@@ -681,6 +769,16 @@ class SuiteSpec(_Spec):
     def _references(self) -> SuiteSpec:
         if self.baseline not in self.variants:
             raise _name_problem(self.baseline, self.variants, "variant", ("baseline",))
+        task = self.model.resolved_task
+        for name, check in self.checks.items():
+            info = METRICS.get(check.metric)
+            if not info.supports(task):
+                raise SpecProblem(
+                    f"metric '{check.metric}' is for {info.task} models, but this suite's "
+                    f"model is a {task} model",
+                    hint=f"use a {task} metric ({', '.join(_metrics_for(task))})",
+                    loc=("checks", name, "metric"),
+                )
         for check, variants in self.apply.items():
             if check not in self.checks:
                 raise _name_problem(check, self.checks, "check", ("apply", check))
@@ -702,6 +800,8 @@ class SuiteSpec(_Spec):
             return False
         if variant != self.baseline:
             return True
+        if METRICS.get(spec.metric).inputs == "pair":
+            return False  # the baseline against itself
         return spec.has_absolute_threshold and spec.reduce != "worst_drop"
 
     def items(self) -> list[tuple[str, str]]:

@@ -60,13 +60,13 @@ def test_registered_metrics_match_reference(
     targets = Targets(gt, [1, 2, 3])
     ref = coco_ref.evaluate(gt, preds.to_coco_results(), [1, 2, 3])
     for name, index in STATS.items():
-        value = METRICS.get(name)(preds, targets)
+        value = METRICS.get(name)(preds, targets).value
         expected = ref.stats[index]
         assert isinstance(value, float)
         assert value == expected or (expected == -1 and math.isnan(value)), name
     precision = ref.eval["precision"]
     for name, iou_index in (("per_class_ap", slice(None)), ("per_class_ap50", 0)):
-        per_class = METRICS.get(name)(preds, targets)
+        per_class = METRICS.get(name)(preds, targets).value
         assert list(per_class) == ["class1", "class2", "class3"]
         for k, value in enumerate(per_class.values()):
             p = precision[iou_index, :, k, 0, -1]
@@ -79,7 +79,7 @@ def test_metric_of_a_split_uses_its_image_ids(
 ) -> None:
     gt, preds = case
     ref = coco_ref.evaluate(gt, preds.to_coco_results(), [2])
-    assert METRICS.get("map")(preds, Targets(gt, [2])) == ref.stats[0]
+    assert METRICS.get("map")(preds, Targets(gt, [2])).value == ref.stats[0]
 
 
 def test_missing_range_is_nan_not_minus_one(
@@ -87,7 +87,7 @@ def test_missing_range_is_nan_not_minus_one(
 ) -> None:
     gt, preds = case
     targets = Targets(gt, [2])  # image 2 holds a large box only
-    assert math.isnan(METRICS.get("ap_small")(preds, targets))
+    assert math.isnan(METRICS.get("ap_small")(preds, targets).value)
     assert coco_evaluate(gt, preds, image_ids=[2]).stats[3] == -1
 
 

@@ -1,0 +1,212 @@
+"""Adversarial robustness metrics: accuracy under PGD/FGSM and COCO mAP under PGD.
+
+All attacks are L∞ on images in [0, 1] (models contain their normalisation), seeded per
+batch from the context seed (``harness.attacks.attack_seed``). A quantized model is
+attacked through its float twin (``ctx.float_model``) and evaluated itself on the
+adversarial images; the result's note says so.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from harness.attacks import (
+    ClassifierAttack,
+    attack_classifier,
+    attack_detector,
+    attack_seed,
+    modes_restored,
+    validate_attack_params,
+)
+from harness.evaluate import _to_detections
+from harness.metrics.context import ModelContext
+from harness.metrics.detection import coco_evaluate
+from harness.metrics.registry import MetricResult, metric
+from harness.predictions import DetectionPredictions, Detections
+
+FLOAT_TWIN_NOTE = "attacked through the float twin"
+
+
+# -- shared helpers --------------------------------------------------------------------------
+
+
+def _check_counts(images: int | None, batch_size: int) -> None:
+    if images is not None and (isinstance(images, bool) or images < 1):
+        raise ValueError(f"images must be an integer >= 1 or null (all images), got {images!r}")
+    if isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1 (e.g. 16), got {batch_size!r}")
+
+
+def _image_ids(ctx: ModelContext, images: int | None) -> list[int]:
+    ids = list(ctx.data.image_ids)
+    ids = ids if images is None else ids[:images]
+    if not ids:
+        raise ValueError("the evaluation data has no images to attack")
+    return ids
+
+
+def _batches(ids: list[int], batch_size: int) -> Iterator[tuple[int, list[int]]]:
+    """``(batch index, image ids)`` in order."""
+    for index, first in enumerate(range(0, len(ids), batch_size)):
+        yield index, ids[first : first + batch_size]
+
+
+def _attacked_model(ctx: ModelContext) -> tuple[nn.Module, str]:
+    """The model gradients are taken of, and the note for the result."""
+    if ctx.float_model is not None:
+        return ctx.float_model, FLOAT_TWIN_NOTE
+    return ctx.model, ""
+
+
+# -- classifiers -----------------------------------------------------------------------------
+
+
+def _batch_tensor(ctx: ModelContext, ids: list[int]) -> torch.Tensor:
+    images = ctx.images(ids)
+    if not isinstance(images, torch.Tensor):
+        raise ValueError("classifier attacks need images of one size; this data mixes sizes")
+    return images
+
+
+def _correct(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> int:
+    with modes_restored(model), torch.no_grad():
+        model.eval()
+        return int((model(images).argmax(dim=1) == labels).sum())
+
+
+def _classifier_attack(
+    ctx: ModelContext, method: ClassifierAttack, images: int | None, batch_size: int, **attack: Any
+) -> MetricResult:
+    """Accuracy of ``ctx.model`` on adversarial images of the first ``images`` images."""
+    _check_counts(images, batch_size)
+    ids = _image_ids(ctx, images)
+    attacked, note = _attacked_model(ctx)
+    clean = robust = 0
+    for index, chunk in _batches(ids, batch_size):
+        x = _batch_tensor(ctx, chunk)
+        y = torch.as_tensor(np.asarray(ctx.data.labels(chunk)), dtype=torch.int64)
+        adv = attack_classifier(
+            attacked, x, y, method=method, seed=attack_seed(ctx.seed, index), **attack
+        )
+        y = y.to(ctx.device)
+        clean += _correct(ctx.model, x, y)
+        robust += _correct(ctx.model, adv.to(ctx.device), y)
+    details = {
+        "clean_accuracy": clean / len(ids),
+        "eps": attack["eps"],
+        "steps": attack.get("steps", 1),
+        "n": len(ids),
+    }
+    return MetricResult(robust / len(ids), details, note)
+
+
+@metric(
+    "pgd_accuracy", task="classification", inputs="model", higher_is_better=True, cacheable=True
+)
+def pgd_accuracy(
+    ctx: ModelContext,
+    *,
+    eps: float = 8 / 255,
+    alpha: float = 2 / 255,
+    steps: int = 10,
+    random_start: bool = True,
+    images: int | None = None,
+    batch_size: int = 64,
+) -> MetricResult:
+    """Top-1 accuracy under L∞ PGD (torchattacks) with radius ``eps`` on [0, 1] images."""
+    validate_attack_params(eps=eps, alpha=alpha, steps=steps)
+    return _classifier_attack(
+        ctx, "pgd", images, batch_size, eps=eps, alpha=alpha, steps=steps, random_start=random_start
+    )
+
+
+@metric(
+    "fgsm_accuracy", task="classification", inputs="model", higher_is_better=True, cacheable=True
+)
+def fgsm_accuracy(
+    ctx: ModelContext,
+    *,
+    eps: float = 8 / 255,
+    images: int | None = None,
+    batch_size: int = 64,
+) -> MetricResult:
+    """Top-1 accuracy under FGSM (torchattacks, one signed-gradient step of size ``eps``)."""
+    validate_attack_params(eps=eps)
+    return _classifier_attack(ctx, "fgsm", images, batch_size, eps=eps)
+
+
+# -- detectors -------------------------------------------------------------------------------
+
+
+def _image_list(ctx: ModelContext, ids: list[int]) -> list[torch.Tensor]:
+    images = ctx.images(ids)
+    return list(images.unbind(0)) if isinstance(images, torch.Tensor) else images
+
+
+def _detect(
+    model: nn.Module, images: list[torch.Tensor], ids: list[int], data: Any, device: torch.device
+) -> dict[int, Detections]:
+    """Eval-mode detections of float images (as ``predict_detections`` converts them)."""
+    label_to_cat = np.vectorize(data.category_of, otypes=[np.int64])
+    with modes_restored(model), torch.inference_mode():
+        model.eval()
+        outputs = model([img.to(device) for img in images])
+    return {i: _to_detections(o, label_to_cat) for i, o in zip(ids, outputs, strict=True)}
+
+
+def _coco_map(data: Any, by_image: dict[int, Detections], ids: list[int]) -> float:
+    """COCO AP@[.5:.95] (the ``map`` metric) on ``ids``; NaN without ground truth."""
+    value = float(coco_evaluate(data.coco_gt(), DetectionPredictions(by_image), image_ids=ids).stats[0])
+    return math.nan if value == -1 else value
+
+
+@metric("pgd_map", task="detection", inputs="model", higher_is_better=True, cacheable=True)
+def pgd_map(
+    ctx: ModelContext,
+    *,
+    eps: float = 2 / 255,
+    alpha: float = 0.5 / 255,
+    steps: int = 10,
+    random_start: bool = True,
+    images: int | None = None,
+    batch_size: int = 16,
+) -> MetricResult:
+    """COCO mAP under L∞ PGD that maximises the sum of the detector's training losses.
+
+    Each image is attacked against its own ground truth (images without any stay
+    clean); norm layers and dropout stay in eval mode during the attack.
+    """
+    validate_attack_params(eps=eps, alpha=alpha, steps=steps)
+    _check_counts(images, batch_size)
+    ids = _image_ids(ctx, images)
+    attacked, note = _attacked_model(ctx)
+    clean: dict[int, Detections] = {}
+    robust: dict[int, Detections] = {}
+    for index, chunk in _batches(ids, batch_size):
+        x = _image_list(ctx, chunk)
+        targets = [ctx.data.target(i) for i in chunk]
+        adv = attack_detector(
+            attacked,
+            x,
+            targets,
+            eps=eps,
+            alpha=alpha,
+            steps=steps,
+            random_start=random_start,
+            seed=attack_seed(ctx.seed, index),
+        )
+        clean.update(_detect(ctx.model, x, chunk, ctx.data, ctx.device))
+        robust.update(_detect(ctx.model, adv, chunk, ctx.data, ctx.device))
+    details = {
+        "clean_map": _coco_map(ctx.data, clean, ids),
+        "eps": eps,
+        "steps": steps,
+        "n": len(ids),
+    }
+    return MetricResult(_coco_map(ctx.data, robust, ids), details, note)

@@ -1,0 +1,77 @@
+"""What differs between detection and classification: data, inference, training, score.
+
+Everything else (compression, caching, checks) is shared; the session picks a
+``TaskOps`` by the suite's task.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from harness.data.classification import ClassificationData
+from harness.data.coco import CocoDetectionData
+from harness.evaluate import predict_classes, predict_detections
+from harness.train.finetune import TrainRecipe, load_training_set, train_detector
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class TaskOps:
+    """The task-specific operations the session needs."""
+
+    name: str
+    primary_metric: str
+    """The clean score corruption metrics are built on (P, mPC): ``map`` or ``accuracy``."""
+    load_data: Callable[[Path, Path], Any]
+    predict: Callable[..., Any]
+    train: Callable[[nn.Module, Any, TrainRecipe, torch.device, Progress], Any]
+    data_type: type
+
+
+def _train_detection(
+    model: nn.Module,
+    data: CocoDetectionData,
+    recipe: TrainRecipe,
+    device: torch.device,
+    progress: Progress,
+) -> Any:
+    return train_detector(model, load_training_set(data), recipe, device=device, progress=progress)
+
+
+def _train_classification(
+    model: nn.Module,
+    data: ClassificationData,
+    recipe: TrainRecipe,
+    device: torch.device,
+    progress: Progress,
+) -> Any:
+    from harness.train.classify import train_classifier
+
+    return train_classifier(model, data, recipe, device=device, progress=progress)
+
+
+TASKS: dict[str, TaskOps] = {
+    "detection": TaskOps(
+        name="detection",
+        primary_metric="map",
+        load_data=CocoDetectionData.load,
+        predict=predict_detections,
+        train=_train_detection,
+        data_type=CocoDetectionData,
+    ),
+    "classification": TaskOps(
+        name="classification",
+        primary_metric="accuracy",
+        load_data=ClassificationData.load,
+        predict=predict_classes,
+        train=_train_classification,
+        data_type=ClassificationData,
+    ),
+}

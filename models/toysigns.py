@@ -1,0 +1,155 @@
+"""The embedded default classifier: a small CNN for 32x32 toysigns images.
+
+It takes float images in [0, 1]; normalisation is its first module. Weights are not
+shipped: ``pretrained_toysigns_cnn`` trains once (about a minute and a half on two CPU
+cores) and caches them, keyed by the training data's fingerprint, the recipe and the
+versions.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+from torch import nn
+
+from harness.cache import cache_key
+from harness.data.toysigns import GENERATOR_VERSION, TOYSIGNS_CLASSES
+from harness.train.classify import load_classification_set, predict_logits, train_classifier
+from harness.train.finetune import TrainRecipe
+from harness.versions import stamps
+from harness.zoo import ModelEntry, PretrainContext
+
+#: Bump when the architecture or the training code changes the trained weights.
+MODEL_VERSION = "1"
+
+#: The training recipe of ``toysigns-cnn`` (no flips: arrows and digits are not symmetric).
+RECIPE = TrainRecipe(
+    epochs=12, lr=3e-3, batch_size=64, weight_decay=5e-4, warmup_steps=100, hflip=False, seed=0
+)
+
+
+class Normalize(nn.Module):
+    """``(x - mean) / std`` per channel; the constants are not part of the state dict."""
+
+    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+def _conv_bn(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
+    )
+
+
+def build_toysigns_cnn(
+    num_classes: int = len(TOYSIGNS_CLASSES), *, widths: tuple[int, ...] = (32, 64, 128)
+) -> nn.Sequential:
+    """Normalize, then conv-BN-ReLU stages (``widths``, 2x2 max-pool between them), an
+    extra conv on the last stage, global average pool and a linear classifier."""
+    layers: list[nn.Module] = [Normalize((0.45, 0.45, 0.45), (0.25, 0.25, 0.25))]
+    cin = 3
+    for i, width in enumerate(widths):
+        if i:
+            layers.append(nn.MaxPool2d(2))
+        layers.append(_conv_bn(cin, width))
+        cin = width
+    layers += [_conv_bn(cin, cin), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_classes)]
+    return nn.Sequential(*layers)
+
+
+def train_toysigns_cnn(
+    train_data: Any,
+    out_dir: Path,
+    *,
+    model_kwargs: dict[str, Any] | None = None,
+    progress: Callable[[str], None] = print,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """Train ``toysigns-cnn`` with ``RECIPE``; write ``model.safetensors`` into ``out_dir``."""
+    kwargs = {"num_classes": train_data.num_classes, **(model_kwargs or {})}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(RECIPE.seed)
+        model = build_toysigns_cnn(**kwargs)
+    progress(f"training toysigns-cnn on {len(train_data)} images ({RECIPE.epochs} epochs)")
+    result = train_classifier(model, train_data, RECIPE, device=device, progress=progress)
+    save_file(
+        {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+        str(out_dir / "model.safetensors"),
+    )
+    return {"recipe": asdict(RECIPE), "steps": result.steps, "seconds": round(result.seconds, 1)}
+
+
+def pretrained_toysigns_cnn(ctx: PretrainContext) -> Path:
+    """Train once on the suite's training split and cache the weights."""
+    data = ctx.train_data()
+    key = cache_key(
+        "pretrained",
+        "toysigns-cnn",
+        MODEL_VERSION,
+        GENERATOR_VERSION if ctx.data_name == "toysigns" else None,
+        asdict(RECIPE),
+        data.fingerprint,
+        ctx.model_kwargs,
+        stamps(),
+    )
+    entry, _ = ctx.cache.get_or_build(
+        "ckpt",
+        key,
+        lambda tmp: train_toysigns_cnn(
+            data, tmp, model_kwargs=ctx.model_kwargs, progress=ctx.progress, device=ctx.device
+        ),
+    )
+    return entry.file("model.safetensors")
+
+
+TOYSIGNS_CNN = ModelEntry(
+    build=build_toysigns_cnn, task="classification", pretrained=pretrained_toysigns_cnn
+)
+
+
+def evaluate_accuracy(model: nn.Module, data: Any) -> dict[str, Any]:
+    """Top-1 accuracy of ``model`` on ``data``, overall and per class name."""
+    images, labels = load_classification_set(data)
+    correct = predict_logits(model, images).argmax(1) == labels
+    per_class = {
+        name: round(float(correct[labels == k].float().mean()), 4)
+        for k, name in enumerate(data.class_names)
+        if bool((labels == k).any())
+    }
+    return {"accuracy": round(float(correct.float().mean()), 4), "per_class": per_class}
+
+
+if __name__ == "__main__":
+    import argparse
+    import tempfile
+    import time
+
+    from safetensors.torch import load_file
+
+    from harness.data.registry import toysigns_dataset
+
+    parser = argparse.ArgumentParser(description="Train toysigns-cnn and report val accuracy.")
+    parser.add_argument("--data-root", type=Path, default=Path(".harness-cache/data"))
+    args = parser.parse_args()
+    splits = toysigns_dataset(args.data_root)
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        info = train_toysigns_cnn(splits["train"], Path(tmp))
+        info["wall_seconds"] = round(time.perf_counter() - start, 1)
+        trained = build_toysigns_cnn()
+        trained.load_state_dict(load_file(str(Path(tmp) / "model.safetensors")))
+    val = splits["val"]
+    info["val"] = evaluate_accuracy(trained, val)
+    info["val_dusk"] = evaluate_accuracy(trained, val.select({"lighting": "dusk"}))["accuracy"]
+    print(json.dumps(info, indent=2))
