@@ -112,7 +112,9 @@ def attack_classifier(
     """
     validate_attack_params(eps=eps, alpha=alpha, steps=steps)
     if method == "pgd":
-        attack = torchattacks.PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=random_start)
+        attack = torchattacks.PGD(
+            model, eps=eps, alpha=alpha, steps=steps, random_start=random_start
+        )
     elif method == "fgsm":
         attack = torchattacks.FGSM(model, eps=eps)
     else:

@@ -95,6 +95,7 @@ DETERMINISTIC: frozenset[str] = frozenset(
 _SEED_ARGUMENT = frozenset({"impulse_noise", "glass_blur"})
 _GROUPS = {"benchmark": BENCHMARK, "all": ALL, **FAMILIES}
 _MIN_SIDE = 32
+_SEV_HINT = "write severities such as [1, 2, 3, 4, 5] or [3]"
 _FORMAT = 1  # bump when the stored images would change (post-processing, seeding)
 _CHUNK_UNITS = 32  # (corruption, severity, image) units per pool task
 _IN_FLIGHT_PER_WORKER = 4
@@ -188,10 +189,9 @@ def check_severities(severities: int | Iterable[int]) -> list[int]:
     return sorted(set(values))
 
 
-_SEV_HINT = "write severities such as [1, 2, 3, 4, 5] or [3]"
-
-
-def _problem(message: str, *, hint: str, loc: tuple[int, ...] = (), unknown: bool = False) -> SpecProblem:
+def _problem(
+    message: str, *, hint: str, loc: tuple[int, ...] = (), unknown: bool = False
+) -> SpecProblem:
     from harness.spec._problems import SpecProblem  # imports torch: not at module level
 
     return SpecProblem(message, hint=hint, loc=loc, unknown=unknown)
@@ -235,13 +235,20 @@ def _check_image(image: object) -> None:
         raise ValueError(f"corruptions need {expected}; got {type(image).__name__}")
     shape = image.shape
     if image.ndim != 3 or shape[2] != 3:
-        what = {2: "grayscale", 4: "RGBA"}.get(shape[-1] if image.ndim == 3 else 2, "")
-        fix = " (convert it to RGB first)" if what else ""
-        raise ValueError(f"corruptions need {expected}; got {what} shape {shape}{fix}")
+        kind = _channels_kind(shape)
+        fix = f"{kind} shape {shape} (convert it to RGB first)" if kind else f"shape {shape}"
+        raise ValueError(f"corruptions need {expected}; got {fix}")
     if image.dtype != np.uint8:
         raise ValueError(f"corruptions need {expected}; got dtype {image.dtype}")
     if min(shape[:2]) < _MIN_SIDE:
         raise ValueError(f"corruptions need {expected}; got shape {shape}")
+
+
+def _channels_kind(shape: tuple[int, ...]) -> str:
+    """``grayscale``, ``RGBA`` or ``''`` for an image shape that is not H x W x 3."""
+    if len(shape) == 2 or (len(shape) == 3 and shape[2] == 1):
+        return "grayscale"
+    return "RGBA" if len(shape) == 3 and shape[2] == 4 else ""
 
 
 def _check_job(name: str, severity: int) -> None:
@@ -249,7 +256,9 @@ def _check_job(name: str, severity: int) -> None:
         from harness.registry import did_you_mean
 
         raise ValueError(f"unknown corruption {name!r}; {did_you_mean(name, ALL)}{_valid_text()}")
-    if isinstance(severity, bool) or severity not in SEVERITIES:
+    if isinstance(severity, bool) or not isinstance(severity, int | np.integer):
+        raise ValueError(f"severity must be an int from 1 to 5, got {severity!r}")
+    if severity not in SEVERITIES:
         raise ValueError(f"severity must be an int from 1 to 5, got {severity!r}")
 
 
@@ -358,7 +367,7 @@ def _pool_context() -> multiprocessing.context.BaseContext:
     pays that once per process and each later worker starts in milliseconds.
     """
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload([__name__, "imagecorruptions"])
+    ctx.set_forkserver_preload(["__main__", __name__, "imagecorruptions"])
     return ctx
 
 

@@ -53,7 +53,7 @@ def predict_detections(
                 tensor = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)
                 images.append(tensor.to(device, torch.float32).div_(255.0))
             for image_id, out in zip(chunk, model(images), strict=True):
-                by_image[image_id] = _to_detections(out, label_to_cat)
+                by_image[image_id] = to_detections(out, label_to_cat)
             if progress is not None:
                 progress(min(first + batch_size, len(ids)), len(ids))
     return DetectionPredictions(by_image)
@@ -94,7 +94,7 @@ def predict_classes(
     return ClassPredictions(ids, logits.astype(np.float32))
 
 
-def _to_detections(out: dict[str, torch.Tensor], label_to_cat: Callable) -> Detections:
+def to_detections(out: dict[str, torch.Tensor], label_to_cat: Callable) -> Detections:
     """One image's model output → Detections with COCO category ids.
 
     Label 0 is the background slot of torchvision detectors; sigmoid heads (FCOS,

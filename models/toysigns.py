@@ -30,7 +30,7 @@ MODEL_VERSION = "1"
 
 #: The training recipe of ``toysigns-cnn`` (no flips: arrows and digits are not symmetric).
 RECIPE = TrainRecipe(
-    epochs=12, lr=3e-3, batch_size=64, weight_decay=5e-4, warmup_steps=100, hflip=False, seed=0
+    epochs=10, lr=3e-3, batch_size=64, weight_decay=5e-4, warmup_steps=100, hflip=False, seed=0
 )
 
 
@@ -55,8 +55,8 @@ def _conv_bn(cin: int, cout: int) -> nn.Sequential:
 def build_toysigns_cnn(
     num_classes: int = len(TOYSIGNS_CLASSES), *, widths: tuple[int, ...] = (32, 64, 128)
 ) -> nn.Sequential:
-    """Normalize, then conv-BN-ReLU stages (``widths``, 2x2 max-pool between them), an
-    extra conv on the last stage, global average pool and a linear classifier."""
+    """Normalize, then one conv-BN-ReLU per stage (``widths``, 2x2 max-pool between
+    them), global average pool and a linear classifier (``num_classes`` logits)."""
     layers: list[nn.Module] = [Normalize((0.45, 0.45, 0.45), (0.25, 0.25, 0.25))]
     cin = 3
     for i, width in enumerate(widths):
@@ -64,7 +64,7 @@ def build_toysigns_cnn(
             layers.append(nn.MaxPool2d(2))
         layers.append(_conv_bn(cin, width))
         cin = width
-    layers += [_conv_bn(cin, cin), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_classes)]
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_classes)]
     return nn.Sequential(*layers)
 
 

@@ -315,7 +315,9 @@ class SignImage:
 
 
 def _jitter(rng: np.random.Generator, rgb: RGB, amount: int) -> RGB:
-    return tuple(int(v) for v in np.clip(np.asarray(rgb) + rng.integers(-amount, amount + 1, 3), 0, 255))  # type: ignore[return-value]
+    return tuple(
+        int(v) for v in np.clip(np.asarray(rgb) + rng.integers(-amount, amount + 1, 3), 0, 255)
+    )  # type: ignore[return-value]
 
 
 def _smooth_noise(rng: np.random.Generator, size: int, cell: int) -> np.ndarray:

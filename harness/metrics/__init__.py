@@ -3,7 +3,15 @@
 Importing this package registers the built-in metrics.
 """
 
-from harness.metrics import detection
+from harness.metrics import (
+    adversarial,
+    calibration,
+    classification,
+    detection,
+    latency,
+    size,
+    stability,
+)
 from harness.metrics.detection import CocoEvalResult, coco_evaluate
 from harness.metrics.registry import METRICS, MetricInfo, MetricResult, metric
 
@@ -12,7 +20,13 @@ __all__ = [
     "CocoEvalResult",
     "MetricInfo",
     "MetricResult",
+    "adversarial",
+    "calibration",
+    "classification",
     "coco_evaluate",
     "detection",
+    "latency",
     "metric",
+    "size",
+    "stability",
 ]

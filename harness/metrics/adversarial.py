@@ -24,10 +24,16 @@ from harness.attacks import (
     modes_restored,
     validate_attack_params,
 )
-from harness.evaluate import _to_detections
+from harness.evaluate import to_detections
 from harness.metrics.context import ModelContext
 from harness.metrics.detection import coco_evaluate
-from harness.metrics.registry import MetricResult, metric
+from harness.metrics.registry import (
+    MetricResult,
+    NonNegative,
+    Positive,
+    PositiveInt,
+    metric,
+)
 from harness.predictions import DetectionPredictions, Detections
 
 FLOAT_TWIN_NOTE = "attacked through the float twin"
@@ -36,16 +42,14 @@ FLOAT_TWIN_NOTE = "attacked through the float twin"
 # -- shared helpers --------------------------------------------------------------------------
 
 
-def _check_counts(images: int | None, batch_size: int) -> None:
-    if images is not None and (isinstance(images, bool) or images < 1):
-        raise ValueError(f"images must be an integer >= 1 or null (all images), got {images!r}")
+def _check_batch_size(batch_size: int) -> None:
     if isinstance(batch_size, bool) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1 (e.g. 16), got {batch_size!r}")
 
 
-def _image_ids(ctx: ModelContext, images: int | None) -> list[int]:
+def _image_ids(ctx: ModelContext) -> list[int]:
+    """Every image of the check's data (a check caps them with ``images:``)."""
     ids = list(ctx.data.image_ids)
-    ids = ids if images is None else ids[:images]
     if not ids:
         raise ValueError("the evaluation data has no images to attack")
     return ids
@@ -81,11 +85,11 @@ def _correct(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> in
 
 
 def _classifier_attack(
-    ctx: ModelContext, method: ClassifierAttack, images: int | None, batch_size: int, **attack: Any
+    ctx: ModelContext, method: ClassifierAttack, batch_size: int, **attack: Any
 ) -> MetricResult:
-    """Accuracy of ``ctx.model`` on adversarial images of the first ``images`` images."""
-    _check_counts(images, batch_size)
-    ids = _image_ids(ctx, images)
+    """Accuracy of ``ctx.model`` on adversarial versions of the images of ``ctx.data``."""
+    _check_batch_size(batch_size)
+    ids = _image_ids(ctx)
     attacked, note = _attacked_model(ctx)
     clean = robust = 0
     for index, chunk in _batches(ids, batch_size):
@@ -112,17 +116,16 @@ def _classifier_attack(
 def pgd_accuracy(
     ctx: ModelContext,
     *,
-    eps: float = 8 / 255,
-    alpha: float = 2 / 255,
-    steps: int = 10,
+    eps: NonNegative = 8 / 255,
+    alpha: Positive = 2 / 255,
+    steps: PositiveInt = 10,
     random_start: bool = True,
-    images: int | None = None,
-    batch_size: int = 64,
+    batch_size: PositiveInt = 64,
 ) -> MetricResult:
     """Top-1 accuracy under L∞ PGD (torchattacks) with radius ``eps`` on [0, 1] images."""
     validate_attack_params(eps=eps, alpha=alpha, steps=steps)
     return _classifier_attack(
-        ctx, "pgd", images, batch_size, eps=eps, alpha=alpha, steps=steps, random_start=random_start
+        ctx, "pgd", batch_size, eps=eps, alpha=alpha, steps=steps, random_start=random_start
     )
 
 
@@ -132,13 +135,12 @@ def pgd_accuracy(
 def fgsm_accuracy(
     ctx: ModelContext,
     *,
-    eps: float = 8 / 255,
-    images: int | None = None,
-    batch_size: int = 64,
+    eps: NonNegative = 8 / 255,
+    batch_size: PositiveInt = 64,
 ) -> MetricResult:
     """Top-1 accuracy under FGSM (torchattacks, one signed-gradient step of size ``eps``)."""
     validate_attack_params(eps=eps)
-    return _classifier_attack(ctx, "fgsm", images, batch_size, eps=eps)
+    return _classifier_attack(ctx, "fgsm", batch_size, eps=eps)
 
 
 # -- detectors -------------------------------------------------------------------------------
@@ -157,12 +159,14 @@ def _detect(
     with modes_restored(model), torch.inference_mode():
         model.eval()
         outputs = model([img.to(device) for img in images])
-    return {i: _to_detections(o, label_to_cat) for i, o in zip(ids, outputs, strict=True)}
+    return {i: to_detections(o, label_to_cat) for i, o in zip(ids, outputs, strict=True)}
 
 
 def _coco_map(data: Any, by_image: dict[int, Detections], ids: list[int]) -> float:
     """COCO AP@[.5:.95] (the ``map`` metric) on ``ids``; NaN without ground truth."""
-    value = float(coco_evaluate(data.coco_gt(), DetectionPredictions(by_image), image_ids=ids).stats[0])
+    value = float(
+        coco_evaluate(data.coco_gt(), DetectionPredictions(by_image), image_ids=ids).stats[0]
+    )
     return math.nan if value == -1 else value
 
 
@@ -170,12 +174,11 @@ def _coco_map(data: Any, by_image: dict[int, Detections], ids: list[int]) -> flo
 def pgd_map(
     ctx: ModelContext,
     *,
-    eps: float = 2 / 255,
-    alpha: float = 0.5 / 255,
-    steps: int = 10,
+    eps: NonNegative = 2 / 255,
+    alpha: Positive = 0.5 / 255,
+    steps: PositiveInt = 10,
     random_start: bool = True,
-    images: int | None = None,
-    batch_size: int = 16,
+    batch_size: PositiveInt = 16,
 ) -> MetricResult:
     """COCO mAP under L∞ PGD that maximises the sum of the detector's training losses.
 
@@ -183,8 +186,8 @@ def pgd_map(
     clean); norm layers and dropout stay in eval mode during the attack.
     """
     validate_attack_params(eps=eps, alpha=alpha, steps=steps)
-    _check_counts(images, batch_size)
-    ids = _image_ids(ctx, images)
+    _check_batch_size(batch_size)
+    ids = _image_ids(ctx)
     attacked, note = _attacked_model(ctx)
     clean: dict[int, Detections] = {}
     robust: dict[int, Detections] = {}

@@ -28,7 +28,7 @@ from harness.data.classification import ClassificationData
 from harness.errors import SpecError
 from harness.metrics.classification import aligned
 from harness.metrics.detection import CocoTargets, coco_match
-from harness.metrics.registry import MetricResult, metric
+from harness.metrics.registry import MetricResult, PositiveInt, Probability, metric
 from harness.predictions import ClassPredictions, DetectionPredictions
 
 Binning = Literal["equal_width", "equal_mass"]
@@ -50,10 +50,8 @@ def expected_calibration_error(
     """
     conf, hit = _check_inputs(confidences, correct)
     _check_binning(bins, binning)
-    if binning == "equal_width":
-        groups = _equal_width(conf, bins)
-    else:
-        groups = _equal_mass(conf, hit, bins)
+    width = binning == "equal_width"
+    groups = _equal_width(conf, bins) if width else _equal_mass(conf, hit, bins)
     table = [_row(lo, hi, conf[idx], hit[idx]) for lo, hi, idx in groups]
     if conf.size == 0:
         return math.nan, table
@@ -79,7 +77,9 @@ def _check_inputs(confidences: ArrayLike, correct: ArrayLike) -> tuple[np.ndarra
 
 def _check_binning(bins: int, binning: str) -> None:
     if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
-        raise SpecError(f"bins must be an integer >= 1, got {bins!r}", field="bins", hint="bins: 15")
+        raise SpecError(
+            f"bins must be an integer >= 1, got {bins!r}", field="bins", hint="bins: 15"
+        )
     if binning not in ("equal_width", "equal_mass"):
         raise SpecError(
             f"binning must be equal_width or equal_mass, got {binning!r}",
@@ -144,10 +144,10 @@ def ece(
     preds: ClassPredictions | DetectionPredictions,
     data: Any,
     *,
-    bins: int = 15,
+    bins: PositiveInt = 15,
     binning: Binning = "equal_width",
-    score_threshold: float = 0.3,
-    iou: float = 0.5,
+    score_threshold: Probability = 0.3,
+    iou: Probability = 0.5,
 ) -> MetricResult:
     """Expected calibration error of top-1 confidence (classifiers) or D-ECE (detectors).
 

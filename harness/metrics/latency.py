@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from harness.metrics.context import ModelContext
-from harness.metrics.registry import MetricResult, metric
+from harness.metrics.registry import Count, MetricResult, Percentile, PositiveInt, metric
 
 
 class Timer(Protocol):
@@ -127,10 +127,16 @@ def device_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
 
 
-def _check(percentile: float, batch_size: int, warmup: int, iters: int, threads: int | None) -> None:
+def _check(
+    percentile: float, batch_size: int, warmup: int, iters: int, threads: int | None
+) -> None:
     if not 0 <= percentile <= 100:
         raise ValueError(f"percentile must be in [0, 100] (e.g. 90 for p90), got {percentile!r}")
-    for name, value, low in (("batch_size", batch_size, 1), ("warmup", warmup, 0), ("iters", iters, 1)):
+    for name, value, low in (
+        ("batch_size", batch_size, 1),
+        ("warmup", warmup, 0),
+        ("iters", iters, 1),
+    ):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     if threads is not None and (isinstance(threads, bool) or threads < 1):
@@ -159,11 +165,11 @@ def measure_latency(
 def latency_ms(
     ctx: ModelContext,
     *,
-    percentile: float = 50,
-    batch_size: int = 1,
-    warmup: int = 5,
-    iters: int = 30,
-    threads: int | None = None,
+    percentile: Percentile = 50,
+    batch_size: PositiveInt = 1,
+    warmup: Count = 5,
+    iters: PositiveInt = 30,
+    threads: PositiveInt | None = None,
 ) -> MetricResult:
     """Forward latency in ms at ``percentile`` (p50 by default) over ``iters`` timed calls."""
     _check(percentile, batch_size, warmup, iters, threads)

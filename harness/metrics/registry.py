@@ -5,9 +5,19 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
 
 from harness.registry import Registry
+
+# Constrained parameter types: the suite schema checks them when a suite loads.
+NonNegative = Annotated[float, Field(ge=0)]
+Positive = Annotated[float, Field(gt=0)]
+PositiveInt = Annotated[int, Field(ge=1)]
+Count = Annotated[int, Field(ge=0)]
+Percentile = Annotated[float, Field(ge=0, le=100)]
+Probability = Annotated[float, Field(ge=0, le=1)]
 
 Task = Literal["detection", "classification", "any"]
 Inputs = Literal["predictions", "pair", "model", "corruption_grid"]
@@ -107,7 +117,17 @@ def metric(
                 inputs=inputs,
                 cacheable=cacheable,
             ),
+            replace=_same_function(name, fn),
         )
         return fn
 
     return wrap
+
+
+def _same_function(name: str, fn: MetricFn) -> bool:
+    """Whether ``name`` is registered by this very function (its module was imported
+    again, as pytest does with conftest files): then re-registering replaces it."""
+    if name not in METRICS:
+        return False
+    old = METRICS.get(name).fn
+    return (old.__module__, old.__qualname__) == (fn.__module__, fn.__qualname__)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal, get_args
 
 import torch
@@ -22,7 +23,7 @@ def checkpoint_bytes(ctx: ModelContext) -> int:
     safetensors serialisation of the model's state dict (masks folded in)."""
     if ctx.checkpoint_dir is None:
         return len(safetensors_bytes(plain_state_dict(ctx.model)))
-    path = ctx.checkpoint_dir / WEIGHTS_FILE
+    path = Path(ctx.checkpoint_dir) / WEIGHTS_FILE
     if not path.is_file():
         raise FileNotFoundError(f"size: the checkpoint has no {WEIGHTS_FILE}: {path}")
     return path.stat().st_size

@@ -14,14 +14,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from captum.attr import Saliency
 from torch import nn
 
-from harness.errors import DataError, SpecError
+from harness.errors import DataError
 from harness.metrics.classification import ClassTargets, aligned, per_class_accuracies
 from harness.metrics.context import ModelContext
 from harness.metrics.detection import CocoTargets, coco_match
-from harness.metrics.registry import MetricResult, metric
+from harness.metrics.registry import MetricResult, Probability, metric
 from harness.predictions import ClassPredictions, DetectionPredictions
 
 FLOAT_TWIN_NOTE = "saliency of the candidate through its float twin"
@@ -36,8 +35,8 @@ def flip_rate(
     baseline_preds: ClassPredictions | DetectionPredictions,
     data: Any,
     *,
-    iou: float = 0.5,
-    score_threshold: float = 0.3,
+    iou: Probability = 0.5,
+    score_threshold: Probability = 0.3,
 ) -> MetricResult:
     """Fraction of images (classifiers) or objects (detectors) candidate and baseline disagree on.
 
@@ -48,9 +47,7 @@ def flip_rate(
     """
     if isinstance(preds, ClassPredictions) and isinstance(baseline_preds, ClassPredictions):
         return _class_flips(preds, baseline_preds, data)
-    if isinstance(preds, DetectionPredictions) and isinstance(
-        baseline_preds, DetectionPredictions
-    ):
+    if isinstance(preds, DetectionPredictions) and isinstance(baseline_preds, DetectionPredictions):
         return _object_flips(preds, baseline_preds, data, iou=iou, score_threshold=score_threshold)
     raise DataError(
         f"candidate ({type(preds).__name__}) and baseline ({type(baseline_preds).__name__}) "
@@ -144,36 +141,35 @@ def confidence_shift(
 @metric(
     "saliency_change", task="classification", inputs="model", higher_is_better=False, cacheable=True
 )
-def saliency_change(ctx: ModelContext, *, images: int = 64) -> MetricResult:
-    """Mean absolute difference of candidate and baseline saliency maps (captum Saliency).
+def saliency_change(ctx: ModelContext) -> MetricResult:
+    """How far the candidate's saliency maps moved from the baseline's (captum Saliency).
 
-    For the first ``images`` images of ``ctx.data``: the map is |∂ logit_y / ∂ x| (y the
-    true class, x the [0, 1] input), max over channels, divided by its sum so that its
-    H·W pixels sum to 1 (a map of all zeros becomes uniform, 1/(H·W) each). The value is
-    mean over pixels of |map_candidate − map_baseline|, averaged over images; it lies in
-    [0, 2/(H·W)]. Details: ``l1`` = mean over images of the summed difference (in [0, 2],
-    size-independent) and ``n``. A quantized candidate is differentiated through its float
-    twin. Deterministic (cuDNN deterministic algorithms while computing).
+    For each image of ``ctx.data`` (cap it with the check's ``images:``): the map is
+    |∂ logit_y / ∂ x| (y the true class, x the [0, 1] input), max over channels, divided
+    by its sum so that its pixels sum to 1 (an all-zero map becomes uniform). The value
+    is the mean over images of ½ Σ_pixels |map_candidate − map_baseline|: 0 for identical
+    maps, 1 for disjoint ones, independent of image size. Details: ``mean_abs`` (mean
+    absolute per-pixel difference) and ``n``. A quantized candidate is differentiated
+    through its float twin. Deterministic (cuDNN deterministic algorithms while computing).
     """
-    if isinstance(images, bool) or not isinstance(images, int) or images < 1:
-        raise SpecError(f"images must be an integer >= 1, got {images!r}", field="images")
     if ctx.baseline_model is None:
         raise DataError(
             "saliency_change needs the baseline model but none is available",
             field="baseline",
             hint="run the check within a suite that names a baseline variant",
         )
-    ids = list(ctx.data.image_ids)[:images]
+    ids = list(ctx.data.image_ids)
     if not ids:
         raise DataError("the evaluation data has no images", field="images")
     candidate = ctx.float_model if ctx.float_model is not None else ctx.model
     cand_maps = saliency_maps(candidate, ctx, ids)
     base_maps = saliency_maps(ctx.baseline_model(), ctx, ids)
-    mean_abs = [float(np.abs(a - b).mean()) for a, b in zip(cand_maps, base_maps, strict=True)]
-    l1 = [float(np.abs(a - b).sum()) for a, b in zip(cand_maps, base_maps, strict=True)]
-    details = {"n": len(ids), "l1": float(np.mean(l1)), "per_image": mean_abs}
+    pairs = list(zip(cand_maps, base_maps, strict=True))
+    distance = [0.5 * float(np.abs(a - b).sum()) for a, b in pairs]
+    mean_abs = [float(np.abs(a - b).mean()) for a, b in pairs]
+    details = {"n": len(ids), "mean_abs": float(np.mean(mean_abs))}
     note = FLOAT_TWIN_NOTE if ctx.float_model is not None else ""
-    return MetricResult(float(np.mean(mean_abs)), details, note)
+    return MetricResult(float(np.mean(distance)), details, note)
 
 
 def saliency_maps(model: nn.Module, ctx: ModelContext, ids: list[int]) -> list[np.ndarray]:
@@ -195,10 +191,13 @@ def saliency_maps(model: nn.Module, ctx: ModelContext, ids: list[int]) -> list[n
 
 def _raw_saliency(model: nn.Module, x: torch.Tensor, y: np.ndarray) -> np.ndarray:
     """|∂ logit_y / ∂ x| max over channels, (N, H, W) float64, model in eval mode."""
+    from captum.attr import Saliency  # ~1 s to import (matplotlib): only when used
+
     device = next((p.device for p in model.parameters()), x.device)
     target = torch.as_tensor(y, dtype=torch.int64, device=device)
+    inputs = x.detach().to(device).requires_grad_(True)
     with _eval_mode(model), _deterministic(), torch.enable_grad():
-        grads = Saliency(model).attribute(x.to(device), target=target, abs=True)
+        grads = Saliency(model).attribute(inputs, target=target, abs=True)
     return grads.detach().amax(dim=1).to(torch.float64).cpu().numpy()
 
 

@@ -495,6 +495,9 @@ def _lenient(annotation: Any) -> Any:
     if annotation is bool:
         return Annotated[bool, Strict()]
     origin = typing.get_origin(annotation)
+    if origin is Annotated:  # constraints such as Field(ge=0) stay attached
+        inner, *constraints = typing.get_args(annotation)
+        return Annotated[(_lenient(inner), *constraints)]  # type: ignore[valid-type]
     if origin in (Union, types.UnionType):
         return Union[tuple(_lenient(a) for a in typing.get_args(annotation))]  # noqa: UP007
     if origin in (list, dict):
@@ -504,7 +507,7 @@ def _lenient(annotation: Any) -> Any:
 
 def _param_type(fn: Callable[..., Any], param: inspect.Parameter) -> Any:
     try:
-        hints = typing.get_type_hints(fn)
+        hints = typing.get_type_hints(fn, include_extras=True)
     except Exception:  # unresolvable string annotations: fall back below
         hints = {}
     annotation = hints.get(param.name, param.annotation)

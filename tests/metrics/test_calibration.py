@@ -16,6 +16,7 @@ from torchmetrics.classification import MulticlassCalibrationError
 from harness.errors import SpecError
 from harness.metrics import METRICS
 from harness.metrics.calibration import ece, expected_calibration_error
+from harness.metrics.detection import coco_match
 from harness.predictions import ClassPredictions
 
 DYADIC = (1, 2, 4, 8, 16, 32)  # bin edges k/B exact in float32 and float64
@@ -211,9 +212,7 @@ def test_detection_ece_threshold_and_iou(detection_case: tuple[Any, Targets]) ->
         1.4 / 6, abs=1e-6
     )
     # τ = 0.5 keeps .9✓ .8✗ .7✓ .6✗ only
-    assert ece(preds, targets, bins=2, score_threshold=0.5).value == pytest.approx(
-        0.25, abs=1e-6
-    )
+    assert ece(preds, targets, bins=2, score_threshold=0.5).value == pytest.approx(0.25, abs=1e-6)
     # IoU 0.7: the 2/3-overlap detection no longer matches → [.5, 1): acc .25 → .5·4
     assert ece(preds, targets, bins=2, iou=0.7).value == pytest.approx(2.4 / 5, abs=1e-6)
 
@@ -224,3 +223,58 @@ def test_detection_ece_without_detections_is_nan(
     _, targets = detection_case
     result = ece(coco_ref.make_preds({1: [((0, 0, 5, 5), 0.1, 1)]}), targets)
     assert math.isnan(result.value) and result.details["n"] == 0 and result.note
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), iou_index=st.sampled_from([0, 5, 9]))
+def test_coco_match_agrees_with_reference_evalimgs(
+    coco_ref: SimpleNamespace, seed: int, iou_index: int
+) -> None:
+    """The matching D-ECE and flip_rate use equals pycocotools' own (default parameters,
+    json files), including crowd regions and the 100-detection cap."""
+    rng = np.random.default_rng(seed)
+
+    def box() -> tuple[float, float, float, float]:
+        x, y = rng.uniform(0, 100, 2)
+        w, h = rng.uniform(4, 40, 2)
+        return (float(x), float(y), float(w), float(h))
+
+    objects = {
+        i: [(box(), int(rng.integers(1, 3))) for _ in range(rng.integers(0, 6))] for i in (1, 2, 3)
+    }
+    crowd = {i: [(box(), 1)] for i in (1, 2) if rng.random() < 0.5}
+    gt = coco_ref.make_gt(objects, crowd=crowd)
+    table: dict[int, list[Any]] = {}
+    for image_id in (1, 2, 3):
+        n = 120 if image_id == 1 else int(rng.integers(0, 15))  # image 1: over maxDets
+        near = [b for b, _ in objects[image_id] + crowd.get(image_id, [])] or [box()]
+        table[image_id] = [
+            (
+                coco_ref.xyxy(tuple(np.add(near[rng.integers(len(near))], rng.normal(0, 3, 4)))),
+                float(np.float32(rng.random())),
+                1 if image_id == 1 else int(rng.integers(1, 3)),
+            )
+            for _ in range(n)
+        ]
+    preds = coco_ref.make_preds(table)
+    iou = float(np.linspace(0.5, 0.95, 10)[iou_index])
+    ours = coco_match(gt, preds, iou=iou)
+    ref = coco_ref.evaluate(gt, preds.to_coco_results())
+    dt, found = [], {}
+    for e in ref.evalImgs:
+        if e is None or e["aRng"] != ref.params.areaRng[0]:
+            continue
+        for d, score in enumerate(e["dtScores"]):
+            if not e["dtIgnore"][iou_index, d]:
+                dt.append(
+                    (e["image_id"], e["category_id"], score, e["dtMatches"][iou_index, d] > 0)
+                )
+        for g, gt_id in enumerate(e["gtIds"]):
+            if not e["gtIgnore"][g]:
+                found[gt_id] = e["gtMatches"][iou_index, g] > 0
+    mine = zip(
+        ours.dt_image_ids, ours.dt_category_ids, ours.dt_scores, ours.dt_matched, strict=True
+    )
+    assert sorted(map(tuple, mine)) == sorted(dt)
+    assert ours.gt_ids.tolist() == sorted(found)
+    assert (ours.gt_match_scores > -np.inf).tolist() == [found[i] for i in sorted(found)]

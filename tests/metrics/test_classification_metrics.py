@@ -44,9 +44,7 @@ def make_classification_data(
         Image.fromarray(pixels).save(root / "images" / name)
         images.append({"id": image_id, "file_name": name, "width": size, "height": size})
         bbox = [0, 0, size, size]
-        anns.append(
-            {"id": n, "image_id": image_id, "category_id": 10 * (label + 1), "bbox": bbox}
-        )
+        anns.append({"id": n, "image_id": image_id, "category_id": 10 * (label + 1), "bbox": bbox})
     cats = [{"id": 10 * (k + 1), "name": name} for k, name in enumerate(names)]
     doc = {"images": images, "annotations": anns, "categories": cats}
     (root / "ann.json").write_text(json.dumps(doc))
@@ -80,9 +78,7 @@ def test_accuracy_hand_example(data: ClassificationData) -> None:
     # predicted: cat dog cat | dog dog | cat fox → 5 of 7 right
     preds = ClassPredictions(data.image_ids, one_hot_logits([0, 1, 0, 1, 1, 0, 2]))
     assert accuracy(preds, data) == pytest.approx(5 / 7)
-    assert per_class_accuracy(preds, data) == pytest.approx(
-        {"cat": 2 / 3, "dog": 1.0, "fox": 0.5}
-    )
+    assert per_class_accuracy(preds, data) == pytest.approx({"cat": 2 / 3, "dog": 1.0, "fox": 0.5})
     assert METRICS.get("accuracy")(preds, data).value == pytest.approx(5 / 7)
 
 

@@ -46,7 +46,7 @@ def test_registered() -> None:
         info = METRICS.get(name)
         assert (info.task, info.inputs, info.higher_is_better) == (task, inputs, False)
     assert list(METRICS.get("flip_rate").params) == ["iou", "score_threshold"]
-    assert METRICS.get("saliency_change").params["images"].default == 64
+    assert METRICS.get("saliency_change").params == {}
 
 
 # -- flip_rate ---------------------------------------------------------------------------
@@ -110,9 +110,7 @@ def test_flip_rate_detection_uses_greedy_matching(coco_ref: SimpleNamespace) -> 
     left, right = (0.0, 0.0, 20.0, 20.0), (10.0, 0.0, 20.0, 20.0)
     targets = Targets(coco_ref.make_gt({1: [(left, 1), (right, 1)]}))
     one = coco_ref.make_preds({1: [(coco_ref.xyxy((2.0, 0.0, 20.0, 20.0)), 0.9, 1)]})
-    both = coco_ref.make_preds(
-        {1: [(coco_ref.xyxy(left), 0.9, 1), (coco_ref.xyxy(right), 0.8, 1)]}
-    )
+    both = coco_ref.make_preds({1: [(coco_ref.xyxy(left), 0.9, 1), (coco_ref.xyxy(right), 0.8, 1)]})
     assert flip_rate(one, both, targets).details == {"n": 2, "lost": 1, "gained": 0}
 
 
@@ -190,7 +188,7 @@ def context(model: nn.Module, baseline: nn.Module, data: Any, **kw: Any) -> Mode
 def test_saliency_change_zero_for_identical_models(data: ClassificationData) -> None:
     model = tiny_cnn()
     result = saliency_change(context(model, copy.deepcopy(model), data))
-    assert result.value == 0.0 and result.details["l1"] == 0.0
+    assert result.value == 0.0 and result.details["mean_abs"] == 0.0
     assert result.details["n"] == len(data) and result.note == ""
 
 
@@ -209,8 +207,8 @@ def test_saliency_change_positive_when_perturbed_and_deterministic(
     assert again.value == pytest.approx(first.value, rel=1e-6)
     assert saliency_change(context(perturbed, model, data)).value == first.value
     pixels = 8 * 8
-    assert 0 < first.value <= 2 / pixels and 0 < first.details["l1"] <= 2
-    assert first.details["l1"] == pytest.approx(first.value * pixels)
+    assert 0 < first.value <= 1 and 0 < first.details["mean_abs"] <= 2 / pixels
+    assert first.value == pytest.approx(first.details["mean_abs"] * pixels / 2)
 
 
 def test_saliency_maps_of_a_linear_model(data: ClassificationData) -> None:
@@ -235,8 +233,8 @@ def test_saliency_change_of_two_linear_models(data: ClassificationData) -> None:
         w = m[1].weight.detach().double().abs().reshape(3, 3, 8, 8).amax(dim=1).numpy()
         return w / w.sum(axis=(1, 2), keepdims=True)
 
-    per_label = np.abs(maps(one) - maps(two)).mean(axis=(1, 2))
-    result = saliency_change(context(one, two, data), images=5)
+    per_label = 0.5 * np.abs(maps(one) - maps(two)).sum(axis=(1, 2))
+    result = saliency_change(context(one, two, data.subset(data.image_ids[:5])))
     assert result.details["n"] == 5
     assert result.value == pytest.approx(per_label[LABELS[:5]].mean(), rel=1e-6)
 
@@ -244,10 +242,8 @@ def test_saliency_change_of_two_linear_models(data: ClassificationData) -> None:
 def test_saliency_change_through_float_twin_and_errors(data: ClassificationData) -> None:
     model = tiny_cnn()
     ctx = context(nn.Identity(), model, data, float_model=copy.deepcopy(model))
-    result = saliency_change(ctx, images=2)
+    result = saliency_change(ctx)
     assert result.value == 0.0 and "float twin" in result.note
     no_base = ModelContext(model=model, data=data, device=torch.device("cpu"), task="x")
     with pytest.raises(DataError, match="baseline"):
         saliency_change(no_base)
-    with pytest.raises(Exception, match="images"):
-        saliency_change(context(model, model, data), images=0)

@@ -145,7 +145,9 @@ def test_attack_images_equal_torchattacks_bitwise(classifier: TinyCNN) -> None:
 
 def test_eps_zero_gives_clean_accuracy(classifier: TinyCNN, class_data: FakeClassData) -> None:
     for fn in (pgd_accuracy, fgsm_accuracy):
-        result = fn(_ctx(classifier, class_data), eps=0.0, images=12)
+        ctx = _ctx(classifier, class_data)
+        ctx.data = FakeClassData(class_data.pixels[:12], class_data.classes[:12])
+        result = fn(ctx, eps=0.0)
         assert result.value == result.details["clean_accuracy"] == 1.0
         assert result.details["n"] == 12
 
@@ -195,7 +197,6 @@ def test_float_twin_crafts_and_model_is_evaluated(
         ({"eps": float("nan")}, "eps must be a finite number"),
         ({"alpha": 0.0}, r"alpha must be a step size > 0 \(e\.g\. 2/255\), got 0\.0"),
         ({"steps": 0}, r"steps must be an integer >= 1 \(e\.g\. 10\), got 0"),
-        ({"images": 0}, "images must be an integer >= 1 or null"),
         ({"batch_size": 0}, "batch_size must be an integer >= 1"),
     ],
 )
@@ -234,13 +235,14 @@ def detector() -> nn.Module:
 
 
 def test_pgd_map_drops_as_eps_grows(detector: nn.Module, toydrive_val: CocoDetectionData) -> None:
-    ctx = ModelContext(detector, toydrive_val, torch.device("cpu"), "detection", seed=0)
+    val16 = toydrive_val.subset(toydrive_val.image_ids[:16])
+    ctx = ModelContext(detector, val16, torch.device("cpu"), "detection", seed=0)
     state = {k: v.clone() for k, v in detector.state_dict().items()}
     modes = [m.training for m in detector.modules()]
     before = torch.get_rng_state()
     values = []
     for eps in (0.0, 1 / 255, 4 / 255):
-        result = pgd_map(ctx, eps=eps, alpha=max(eps, 1 / 255) / 2, steps=2, images=16)
+        result = pgd_map(ctx, eps=eps, alpha=max(eps, 1 / 255) / 2, steps=2)
         assert result.details["n"] == 16 and result.details["eps"] == eps
         values.append(result.value)
     assert values[0] == result.details["clean_map"] > 0.3
@@ -250,6 +252,30 @@ def test_pgd_map_drops_as_eps_grows(detector: nn.Module, toydrive_val: CocoDetec
         assert torch.equal(value, state[key]), key
     assert all(p.grad is None for p in detector.parameters())
     assert torch.equal(torch.get_rng_state(), before)
+
+
+class EvalOnly(nn.Module):
+    """A stand-in for a quantized detector: inference only, records its batches."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.calls = 0
+
+    def forward(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        self.calls += 1
+        return self.inner(images)
+
+
+def test_pgd_map_attacks_through_the_float_twin(
+    detector: nn.Module, toydrive_val: CocoDetectionData
+) -> None:
+    evaluated = EvalOnly(detector).eval()
+    val4 = toydrive_val.subset(toydrive_val.image_ids[:4])
+    ctx = ModelContext(evaluated, val4, torch.device("cpu"), "detection", float_model=detector)
+    result = pgd_map(ctx, eps=EPS, alpha=EPS, steps=1)
+    assert result.note == FLOAT_TWIN_NOTE and evaluated.calls == 2  # clean + adversarial
+    assert result.value < result.details["clean_map"]
 
 
 def test_detector_attack_skips_images_without_boxes(

@@ -1,0 +1,92 @@
+"""A safety assertion written by a user: ``@metric`` in a conftest, gated from YAML."""
+
+from __future__ import annotations
+
+from xml.etree import ElementTree
+
+import pytest
+
+CONFTEST = '''
+import torch
+from torchvision.ops import box_iou
+
+from harness import metric
+
+CALLS = []
+
+
+@metric("person_miss_rate", task="detection", higher_is_better=False)
+def person_miss_rate(preds, targets, *, iou: float = 0.5, score: float = 0.3) -> float:
+    """Fraction of ground-truth persons without a person detection (score, IoU)."""
+    person = targets.label_of(
+        next(c["id"] for c in targets.categories if c["name"] == "person")
+    )
+    person_cat = targets.category_of(person)
+    missed = total = 0
+    for image_id in targets.image_ids:
+        gt = targets.target(image_id)
+        boxes = gt["boxes"][gt["labels"] == person]
+        det = preds.by_image[image_id]
+        keep = (det.category_ids == person_cat) & (det.scores >= score)
+        found = torch.as_tensor(det.boxes[keep])
+        total += len(boxes)
+        if len(boxes) and len(found):
+            missed += int((box_iou(boxes, found).max(dim=1).values < iou).sum())
+        else:
+            missed += len(boxes)
+    CALLS.append((iou, score, len(targets.image_ids)))
+    return missed / total if total else 0.0
+'''
+
+SUITE = """
+suite: custom
+model: {name: toydrive-fcos}
+data: {name: toydrive, split: val}
+baseline: dense
+variants:
+  dense: {}
+  magnitude-30:
+    compress: [{prune: {method: global_magnitude, sparsity: 0.3}}]
+checks:
+  person_miss: {metric: person_miss_rate, max: 0.9}
+  person_miss_strict: {metric: person_miss_rate, score: 0.999, max: 0.01}
+"""
+
+
+def test_custom_metric_gates_from_yaml(suite_dir: pytest.Pytester) -> None:
+    suite_dir.makeconftest(CONFTEST)
+    (suite_dir.path / "suites" / "custom.yaml").write_text(SUITE)
+    result = suite_dir.runpytest("suites", "--junitxml=junit.xml", "-p", "no:cacheprovider")
+    # max thresholds are absolute, so the baseline is gated too: 2 variants × 2 checks
+    result.assert_outcomes(passed=2, failed=2)
+    out = result.stdout.str()
+    assert "custom.yaml::dense::person_miss_strict" in out
+    assert "person_miss_rate 1.000" in out and "> max 0.01" in out
+    junit = ElementTree.parse(suite_dir.path / "junit.xml")
+    values = {
+        case.get("name"): {p.get("name"): p.get("value") for p in case.iter("property")}
+        for case in junit.iter("testcase")
+    }
+    loose = values["person_miss"]
+    assert loose["harness_metric"] == "person_miss_rate"
+    assert 0.0 <= float(loose["harness_value"]) < 0.9
+
+
+def test_custom_metric_unknown_name_suggests(suite_dir: pytest.Pytester) -> None:
+    suite_dir.makeconftest(CONFTEST)
+    text = SUITE.replace("metric: person_miss_rate, max: 0.9", "metric: person_mis_rate, max: 0.9")
+    (suite_dir.path / "suites" / "custom.yaml").write_text(text)
+    result = suite_dir.runpytest("suites", "-p", "no:cacheprovider")
+    out = result.stdout.str()
+    assert "did you mean 'person_miss_rate'" in out
+    assert "Traceback" not in out
+
+
+def test_custom_metric_param_is_type_checked(suite_dir: pytest.Pytester) -> None:
+    suite_dir.makeconftest(CONFTEST)
+    text = SUITE.replace("score: 0.999", "score: high")
+    (suite_dir.path / "suites" / "custom.yaml").write_text(text)
+    result = suite_dir.runpytest("suites", "-p", "no:cacheprovider")
+    out = result.stdout.str()
+    assert "checks.person_miss_strict.score" in out
+    assert "Traceback" not in out
