@@ -23,9 +23,16 @@ import tempfile
 import time
 from pathlib import Path
 
-# Only light imports at module level: pool workers (forkserver) re-run this file as
-# ``__mp_main__`` on Python 3.11, and torch (imported by harness.data) would cost them
-# seconds each. The heavy imports are inside main().
+import imagecorruptions
+import numpy as np
+
+from harness.corruptions import BENCHMARK, CorruptionData, corrupted_sets, corruption_seed
+
+# Pool workers (forkserver) re-run this file as ``__mp_main__`` on Python 3.11: the
+# imports above are already loaded in the forkserver; torch (imported by harness.data)
+# would cost every worker seconds, so harness.data is imported inside main().
+
+Sets = dict[tuple[str, int], dict[int, np.ndarray]]
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -39,16 +46,13 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def serial_loop(data: object, ids: list[int], jobs: list[tuple[str, int]], seed: int) -> dict:
+def serial_loop(
+    data: CorruptionData, ids: list[int], jobs: list[tuple[str, int]], seed: int
+) -> Sets:
     """(a): load each image, then ``np.random.seed`` + ``imagecorruptions.corrupt`` per job."""
-    import imagecorruptions
-    import numpy as np
-
-    from harness.corruptions import corruption_seed
-
-    out: dict = {job: {} for job in jobs}
+    out: Sets = {job: {} for job in jobs}
     for i in ids:
-        image = data.load_image(i)  # type: ignore[attr-defined]
+        image = data.load_image(i)
         for name, sev in jobs:
             s = corruption_seed(seed, i, name, sev)
             np.random.seed(s)
@@ -57,20 +61,14 @@ def serial_loop(data: object, ids: list[int], jobs: list[tuple[str, int]], seed:
     return out
 
 
-def warm_up(image: object) -> None:
-    """Import the library and compile glass_blur in this process before timing (a)."""
-    import imagecorruptions
-
-    from harness.corruptions import BENCHMARK
-
+def warm_up(image: np.ndarray) -> None:
+    """Run every corruption once (glass_blur compiles) in this process before timing (a)."""
     for name in BENCHMARK:
         kwargs = {"seed": 0} if name in ("impulse_noise", "glass_blur") else {}
-        imagecorruptions.corrupt(image[:32, :32], 1, name, **kwargs)  # type: ignore[index]
+        imagecorruptions.corrupt(image[:32, :32], 1, name, **kwargs)
 
 
-def same(a: dict, b: dict) -> bool:
-    import numpy as np
-
+def same(a: Sets, b: Sets) -> bool:
     return a.keys() == b.keys() and all(
         a[job].keys() == b[job].keys() and all(np.array_equal(a[job][i], b[job][i]) for i in a[job])
         for job in a
@@ -80,7 +78,6 @@ def same(a: dict, b: dict) -> bool:
 def main() -> None:
     args = parse_args()
     from harness.cache import Cache
-    from harness.corruptions import BENCHMARK, corrupted_sets
     from harness.data.registry import toydrive_dataset
 
     root = Path(os.environ.get("HARNESS_CACHE", REPO / ".harness-cache")) / "data"

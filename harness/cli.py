@@ -71,10 +71,11 @@ def cmd_cache(args: argparse.Namespace) -> int:
 def cmd_gen_data(args: argparse.Namespace) -> int:
     """Write an embedded dataset as COCO json + PNG images."""
     from harness.data.toydrive import generate_toydrive
+    from harness.data.toysigns import generate_toysigns
 
-    paths = generate_toydrive(
-        Path(args.out), seed=args.seed, n_train=args.n_train, n_val=args.n_val
-    )
+    generate = {"toydrive": generate_toydrive, "toysigns": generate_toysigns}[args.dataset]
+    sizes = {k: v for k, v in (("n_train", args.n_train), ("n_val", args.n_val)) if v is not None}
+    paths = generate(Path(args.out), seed=args.seed, **sizes)
     for name, path in paths.items():
         print(f"{name}: {path}")
     return 0
@@ -94,11 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cache.set_defaults(fn=cmd_cache)
     gen = sub.add_parser("gen-data", help="write an embedded dataset as COCO json + images")
-    gen.add_argument("dataset", choices=["toydrive"])
+    gen.add_argument("dataset", choices=["toydrive", "toysigns"])
     gen.add_argument("--out", required=True)
     gen.add_argument("--seed", type=int, default=0)
-    gen.add_argument("--n-train", type=int, default=2000)
-    gen.add_argument("--n-val", type=int, default=400)
+    gen.add_argument("--n-train", type=int, help="default: toydrive 2000, toysigns 6000")
+    gen.add_argument("--n-val", type=int, help="default: toydrive 400, toysigns 1000")
     gen.set_defaults(fn=cmd_gen_data)
     return parser
 

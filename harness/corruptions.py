@@ -32,9 +32,12 @@ import json
 import multiprocessing
 import os
 import random
+import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -60,6 +63,7 @@ __all__ = [
     "family_of",
     "imagecorruptions_version",
     "resolve_corruptions",
+    "shutdown_workers",
 ]
 
 FAMILIES: dict[str, tuple[str, ...]] = {
@@ -96,10 +100,13 @@ _SEED_ARGUMENT = frozenset({"impulse_noise", "glass_blur"})
 _GROUPS = {"benchmark": BENCHMARK, "all": ALL, **FAMILIES}
 _MIN_SIDE = 32
 _SEV_HINT = "write severities such as [1, 2, 3, 4, 5] or [3]"
+_FILE = "images.safetensors"
 _FORMAT = 1  # bump when the stored images would change (post-processing, seeding)
 _CHUNK_UNITS = 32  # (corruption, severity, image) units per pool task
 _IN_FLIGHT_PER_WORKER = 4
 _RNG_LOCK = threading.Lock()
+_POOL_LOCK = threading.Lock()
+_POOLS: dict[int, tuple[int, cf.ProcessPoolExecutor]] = {}  # workers -> (pid, pool)
 
 Job = tuple[str, int]
 Images = dict[int, np.ndarray]
@@ -256,9 +263,8 @@ def _check_job(name: str, severity: int) -> None:
         from harness.registry import did_you_mean
 
         raise ValueError(f"unknown corruption {name!r}; {did_you_mean(name, ALL)}{_valid_text()}")
-    if isinstance(severity, bool) or not isinstance(severity, int | np.integer):
-        raise ValueError(f"severity must be an int from 1 to 5, got {severity!r}")
-    if severity not in SEVERITIES:
+    integer = isinstance(severity, int | np.integer) and not isinstance(severity, bool)
+    if not integer or severity not in SEVERITIES:
         raise ValueError(f"severity must be an int from 1 to 5, got {severity!r}")
 
 
@@ -305,16 +311,17 @@ def _to_uint8(out: Any, image: np.ndarray) -> np.ndarray:
 
     NaN pixels become the input pixel; values are clipped to 0..255 and truncated
     (``np.uint8``, as ``imagecorruptions.corrupt``); a grayscale result is repeated over
-    three channels; a result of another size is cropped or resized back.
+    three channels; a result of another size is cropped or resized back. The result is
+    always a new, writable, C-contiguous array.
     """
     arr = np.asarray(out)
     if arr.ndim == 2:
         arr = np.repeat(arr[..., None], 3, axis=2)
-    arr = _fit_shape(arr, image.shape)
+    arr = _fit_shape(arr[..., :3], image.shape)
     if arr.dtype != np.uint8:
         arr = np.where(np.isnan(arr), image, arr) if arr.dtype.kind == "f" else arr
-        arr = np.clip(arr, 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(arr)
+        arr = np.clip(arr, 0, 255)
+    return np.array(arr, dtype=np.uint8, order="C")
 
 
 def _fit_shape(arr: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -357,18 +364,54 @@ def _init_worker() -> None:
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:
-    """``forkserver``: workers fork from a clean server process that has imported only
-    this module and imagecorruptions.
+    """``forkserver``: workers fork from a single-threaded server process that has
+    imported only this module and imagecorruptions (never torch).
 
-    ``fork`` would copy the caller, which has torch (and its OpenMP pool, and maybe other
-    threads holding locks) loaded: children of a multi-threaded process can deadlock.
-    ``spawn`` starts a new interpreter per worker and re-imports numpy, scipy, skimage,
-    cv2 and numba each time (about 1 s per worker measured, per pool); the forkserver
-    pays that once per process and each later worker starts in milliseconds.
+    Measured with torch loaded and used in the caller (2 workers, each running glass_blur
+    once, under load): ``fork`` 0.08 s per pool, ``forkserver`` 2.0 s for the first pool
+    (server start) and 0.9 s for later ones, ``spawn`` 3.5 s per pool. ``fork`` is not
+    safe here: once OpenCV's thread pool has run in the caller, a forked worker hangs in
+    ``cv2.setNumThreads`` joining threads that do not exist in the child (observed), and
+    torch's OpenMP pool has the same hazard. ``spawn`` re-imports numpy, scipy, skimage,
+    cv2 and numba in every worker. Workers are kept between calls (:func:`_worker_pool`).
+
+    Caveat (Python 3.11): each worker re-runs the caller's ``__main__`` script as
+    ``__mp_main__``, so a script that imports torch at module level makes every worker
+    import it; console scripts (``pytest``, ``harness``) and ``python -m`` are cheap.
+    Code read from stdin has no script to re-run: see :func:`_can_start_workers`.
     """
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["__main__", __name__, "imagecorruptions"])
     return ctx
+
+
+def _can_start_workers() -> bool:
+    """Whether worker processes can re-create ``__main__`` (not so for code run from
+    stdin or an interactive session, whose ``__file__`` is not a file)."""
+    main = sys.modules.get("__main__")
+    spec_name = getattr(getattr(main, "__spec__", None), "name", None)
+    path = getattr(main, "__file__", None)
+    return spec_name is not None or path is None or os.path.isfile(path)
+
+
+def _worker_pool(workers: int) -> cf.ProcessPoolExecutor:
+    """The process pool of ``workers`` workers, started on first use and kept for later
+    calls (see :func:`shutdown_workers`); a pool inherited through ``fork`` is replaced."""
+    with _POOL_LOCK:
+        entry = _POOLS.get(workers)
+        if entry is None or entry[0] != os.getpid():
+            pool = cf.ProcessPoolExecutor(workers, _pool_context(), initializer=_init_worker)
+            entry = _POOLS[workers] = (os.getpid(), pool)
+        return entry[1]
+
+
+def shutdown_workers() -> None:
+    """Stop the kept pool worker processes (they are also stopped at interpreter exit)."""
+    with _POOL_LOCK:
+        pools = [pool for pid, pool in _POOLS.values() if pid == os.getpid()]
+        _POOLS.clear()
+    for pool in pools:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def corrupt_many(
@@ -383,13 +426,16 @@ def corrupt_many(
     """Every image corrupted by every ``(corruption, severity)`` job: ``{job: {id: image}}``.
 
     Images are loaded in this process (``load_image`` is called once per image) and sent
-    to ``workers`` processes in chunks; ``workers`` defaults to one per CPU, at most one
-    per chunk; ``workers=1`` runs in this process. Results do not depend on ``workers``.
+    to ``workers`` processes in chunks; ``workers`` defaults to one per usable CPU, at most
+    one per chunk; ``workers=1`` runs in this process. Results do not depend on ``workers``.
+    The worker processes are kept for later calls (:func:`shutdown_workers` stops them).
     """
     jobs = _unique_jobs(jobs)
     ids = list(dict.fromkeys(int(i) for i in image_ids))
     plan = _plan(ids, jobs)
-    workers = min(os.cpu_count() or 1, len(plan)) if workers is None else workers
+    workers = min(_cpus(), len(plan)) if workers is None else workers
+    if not _can_start_workers():
+        workers = 1
     results: dict[Job, Images] = {job: {} for job in jobs}
     report = _Progress(len(ids) * len(jobs), progress)
     chunks = _chunks(plan, load_image, seed)
@@ -399,6 +445,13 @@ def corrupt_many(
     else:
         _run_pool(chunks, workers, results, report)
     return {job: {i: results[job][i] for i in ids} for job in jobs}
+
+
+def _cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _unique_jobs(jobs: Iterable[Job]) -> list[Job]:
@@ -435,18 +488,22 @@ def _run_pool(
     chunks: Iterator[_Chunk], workers: int, results: dict[Job, Images], report: _Progress
 ) -> None:
     """Submit chunks while at most ``_IN_FLIGHT_PER_WORKER`` per worker are pending."""
+    pool = _worker_pool(workers)
     limit = workers * _IN_FLIGHT_PER_WORKER
-    with cf.ProcessPoolExecutor(workers, _pool_context(), initializer=_init_worker) as pool:
-        pending: dict[cf.Future[list[np.ndarray]], _Chunk] = {}
-        try:
-            for chunk in chunks:
-                pending[pool.submit(_corrupt_chunk, chunk)] = chunk
-                if len(pending) >= limit:
-                    _drain(pending, results, report, cf.FIRST_COMPLETED)
-            _drain(pending, results, report, cf.ALL_COMPLETED)
-        except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
+    pending: dict[cf.Future[list[np.ndarray]], _Chunk] = {}
+    try:
+        for chunk in chunks:
+            pending[pool.submit(_corrupt_chunk, chunk)] = chunk
+            if len(pending) >= limit:
+                _drain(pending, results, report, cf.FIRST_COMPLETED)
+        _drain(pending, results, report, cf.ALL_COMPLETED)
+    except BaseException as exc:
+        for future in pending:
+            future.cancel()
+        if isinstance(exc, BrokenProcessPool):  # a worker died: start afresh next time
+            with _POOL_LOCK:
+                _POOLS.pop(workers, None)
+        raise
 
 
 def _drain(
@@ -476,9 +533,10 @@ class _Progress:
 
     def advance(self, n: int) -> None:
         self.done += n
-        if self.sink is not None and (self.done / self.total >= self.next):
+        fraction = self.done / self.total
+        if self.sink is not None and (fraction >= self.next or self.done == self.total):
             self.sink(f"corrupting images: {self.done}/{self.total}")
-            self.next = self.done / self.total + 0.1
+            self.next = fraction + 0.1
 
 
 # ------------------------------------------------------------------------ cache
@@ -526,6 +584,8 @@ def corrupted_sets(
     (one ``images.safetensors`` per set)."""
     jobs = _unique_jobs(jobs)
     ids = list(data.image_ids)
+    if not ids:
+        return {job: {} for job in jobs}
     keys = {job: _set_key(data.fingerprint, ids, job, seed) for job in jobs}
     found: dict[Job, Images] = {}
     for job, key in keys.items():
@@ -543,9 +603,6 @@ def corrupted_sets(
     return {job: found[job] for job in jobs}
 
 
-_FILE = "images.safetensors"
-
-
 def _set_key(fingerprint: str, ids: list[int], job: Job, seed: int) -> str:
     from harness.cache import cache_key
 
@@ -554,8 +611,10 @@ def _set_key(fingerprint: str, ids: list[int], job: Job, seed: int) -> str:
     return cache_key("corrupt", fingerprint, ids, name, sev, seed, version, _FORMAT)
 
 
-def _writer(images: Images, job: Job, seed: int, data: CorruptionData) -> Callable[[Any], dict]:
-    def build(tmp_dir: Any) -> dict:
+def _writer(images: Images, job: Job, seed: int, data: CorruptionData) -> Callable[[Path], dict]:
+    """The cache build function storing one set."""
+
+    def build(tmp_dir: Path) -> dict:
         from safetensors.numpy import save_file
 
         save_file({str(i): img for i, img in images.items()}, str(tmp_dir / _FILE))
@@ -571,7 +630,7 @@ def _writer(images: Images, job: Job, seed: int, data: CorruptionData) -> Callab
     return build
 
 
-def _load_set(path: Any, ids: list[int]) -> Images:
+def _load_set(path: Path, ids: list[int]) -> Images:
     from safetensors.numpy import load_file
 
     tensors = load_file(str(path))

@@ -190,7 +190,8 @@ class HarnessSession:
             field_name, what = "model.factory", f"factory '{spec.factory}'"
         kwargs = dict(spec.kwargs)
         if "num_classes" in inspect.signature(fn).parameters and "num_classes" not in kwargs:
-            kwargs["num_classes"] = len(self.dataset(suite).categories) + 1
+            background = 1 if self.task(suite).name == "detection" else 0
+            kwargs["num_classes"] = len(self.dataset(suite).categories) + background
 
         def build() -> nn.Module:
             model = call_user(fn, what=what, file=file, field=field_name, **kwargs)

@@ -6,6 +6,7 @@ Everything else (compression, caching, checks) is shared; the session picks a
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,8 @@ def _train_classification(
 ) -> Any:
     from harness.train.classify import train_classifier
 
+    # no mirror images: signs, digits and arrows are not left-right symmetric
+    recipe = dataclasses.replace(recipe, hflip=False)
     return train_classifier(model, data, recipe, device=device, progress=progress)
 
 

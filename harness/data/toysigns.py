@@ -121,8 +121,10 @@ class _Face:
     fade: float  # 0: fresh colours, 1: washed out
 
     def col(self, rgb: RGB) -> RGB:
-        grey = sum(rgb) / 3
-        return tuple(round(v + (grey + 40 - v) * self.fade * 0.5) for v in rgb)  # type: ignore[return-value]
+        """``rgb`` washed out towards a light grey by ``fade``."""
+        target = sum(rgb) / 3 + 40
+        r, g, b = (round(v + (target - v) * self.fade * 0.5) for v in rgb)
+        return (r, g, b)
 
     def at(self, fx: float, fy: float) -> Point:
         """A point given in units of the radius from the centre (y down)."""
@@ -180,8 +182,8 @@ def _digits(f: _Face, text: str) -> None:
             f.stroke([(x0 + ax * w, -h / 2 + ay * h), (x0 + bx * w, -h / 2 + by * h)], BLACK, lw)
 
 
-def _speed(text: str) -> Callable[[_Face, np.random.Generator], None]:
-    def draw(f: _Face, rng: np.random.Generator) -> None:
+def _speed(text: str) -> Callable[[_Face], None]:
+    def draw(f: _Face) -> None:
         f.disc(1.0, RED)
         f.disc(0.76, WHITE)
         _digits(f, text)
@@ -190,22 +192,22 @@ def _speed(text: str) -> Callable[[_Face, np.random.Generator], None]:
     return draw
 
 
-def draw_stop(f: _Face, rng: np.random.Generator) -> None:
+def draw_stop(f: _Face) -> None:
     """Red octagon with a white rim and a white word-like band."""
     f.poly(OCTAGON, WHITE)
     f.poly(OCTAGON, RED, 0.88)
-    for k in range(4):  # S T O P as four blocky glyphs
+    for k in range(4):  # four blocky letter-like glyphs
         x = -0.6 + k * 0.32
         f.stroke([(x, -0.2), (x + 0.16, -0.2), (x + 0.16, 0.2), (x, 0.2)], WHITE, 0.09)
 
 
-def draw_yield(f: _Face, rng: np.random.Generator) -> None:
+def draw_yield(f: _Face) -> None:
     """Point-down triangle: red border, white inside."""
     f.poly(TRIANGLE_DOWN, RED)
     f.poly(TRIANGLE_DOWN, WHITE, 0.62)
 
 
-def draw_no_entry(f: _Face, rng: np.random.Generator) -> None:
+def draw_no_entry(f: _Face) -> None:
     """Red disc with a white horizontal bar."""
     f.disc(1.0, RED)
     f.poly([(-0.7, -0.17), (0.7, -0.17), (0.7, 0.17), (-0.7, 0.17)], WHITE)
@@ -216,59 +218,49 @@ def _warning(f: _Face) -> None:
     f.poly(TRIANGLE_UP, WHITE, 0.64)
 
 
-def draw_caution(f: _Face, rng: np.random.Generator) -> None:
+def draw_caution(f: _Face) -> None:
     """Warning triangle with an exclamation mark."""
     _warning(f)
     f.stroke([(0.0, -0.3), (0.0, 0.12)], BLACK, 0.13)
     f.stroke([(0.0, 0.3), (0.0, 0.31)], BLACK, 0.14)
 
 
-def draw_crossroads(f: _Face, rng: np.random.Generator) -> None:
+def draw_crossroads(f: _Face) -> None:
     """Warning triangle with a cross."""
     _warning(f)
     f.stroke([(0.0, -0.3), (0.0, 0.36)], BLACK, 0.12)
     f.stroke([(-0.3, 0.05), (0.3, 0.05)], BLACK, 0.12)
 
 
-def _arrow(f: _Face, angle: float) -> None:
-    """White arrow on a blue disc, pointing ``angle`` radians from up, clockwise."""
-    f.disc(1.0, BLUE)
-    ca, sa = math.cos(angle), math.sin(angle)
-
-    def rot(x: float, y: float) -> Point:
-        return (x * ca - y * sa, x * sa + y * ca)
-
-    f.stroke([rot(0.0, 0.55), rot(0.0, -0.2)], WHITE, 0.2)
-    f.poly([rot(0.0, -0.62), rot(0.36, -0.16), rot(-0.36, -0.16)], WHITE)
-
-
-def draw_ahead_only(f: _Face, rng: np.random.Generator) -> None:
+def draw_ahead_only(f: _Face) -> None:
     """Blue disc, white arrow up."""
-    _arrow(f, 0.0)
+    f.disc(1.0, BLUE)
+    f.stroke([(0.0, 0.55), (0.0, -0.2)], WHITE, 0.2)
+    f.poly([(0.0, -0.62), (0.36, -0.16), (-0.36, -0.16)], WHITE)
 
 
-def draw_turn_left(f: _Face, rng: np.random.Generator) -> None:
+def draw_turn_left(f: _Face) -> None:
     """Blue disc, white arrow bending left."""
     f.disc(1.0, BLUE)
     f.stroke([(0.2, 0.6), (0.2, -0.05), (-0.2, -0.05)], WHITE, 0.2)
     f.poly([(-0.62, -0.05), (-0.18, -0.4), (-0.18, 0.3)], WHITE)
 
 
-def draw_turn_right(f: _Face, rng: np.random.Generator) -> None:
+def draw_turn_right(f: _Face) -> None:
     """Blue disc, white arrow bending right."""
     f.disc(1.0, BLUE)
     f.stroke([(-0.2, 0.6), (-0.2, -0.05), (0.2, -0.05)], WHITE, 0.2)
     f.poly([(0.62, -0.05), (0.18, -0.4), (0.18, 0.3)], WHITE)
 
 
-def draw_priority_road(f: _Face, rng: np.random.Generator) -> None:
+def draw_priority_road(f: _Face) -> None:
     """Yellow diamond with a white rim."""
     f.poly(DIAMOND, WHITE)
     f.poly(DIAMOND, (40, 40, 40), 0.86)
     f.poly(DIAMOND, YELLOW, 0.74)
 
 
-SIGNS: dict[str, Callable[[_Face, np.random.Generator], None]] = {
+SIGNS: dict[str, Callable[[_Face], None]] = {
     "stop": draw_stop,
     "yield": draw_yield,
     "no_entry": draw_no_entry,
@@ -315,9 +307,8 @@ class SignImage:
 
 
 def _jitter(rng: np.random.Generator, rgb: RGB, amount: int) -> RGB:
-    return tuple(
-        int(v) for v in np.clip(np.asarray(rgb) + rng.integers(-amount, amount + 1, 3), 0, 255)
-    )  # type: ignore[return-value]
+    shifted = np.clip(np.asarray(rgb) + rng.integers(-amount, amount + 1, 3), 0, 255)
+    return (int(shifted[0]), int(shifted[1]), int(shifted[2]))
 
 
 def _smooth_noise(rng: np.random.Generator, size: int, cell: int) -> np.ndarray:
@@ -350,9 +341,9 @@ def _background(rng: np.random.Generator, s: int) -> Image.Image:
     return image
 
 
-def _affine(rng: np.random.Generator, s: int) -> tuple[tuple[float, ...], float]:
-    """PIL affine coefficients (output -> input) that place the canonical sign, and its
-    scale (output radius / canonical radius)."""
+def _affine(rng: np.random.Generator, s: int) -> tuple[float, ...]:
+    """PIL affine coefficients (output -> input pixel) placing the canonical sign: a
+    random scale, horizontal squash (viewing angle), rotation and shift."""
     scale = rng.uniform(0.55, 0.95)
     squash = rng.uniform(0.75, 1.0)
     angle = math.radians(rng.uniform(-14.0, 14.0))
@@ -363,7 +354,7 @@ def _affine(rng: np.random.Generator, s: int) -> tuple[tuple[float, ...], float]
     centre = np.array([s / 2, s / 2])
     offset = centre - inverse @ (centre + shift)
     (a, b), (d, e) = inverse
-    return (a, b, offset[0], d, e, offset[1]), scale
+    return (a, b, offset[0], d, e, offset[1])
 
 
 def _occluder(rng: np.random.Generator, s: int, box: tuple[int, int, int, int]) -> Image.Image:
@@ -395,28 +386,38 @@ def _occluder(rng: np.random.Generator, s: int, box: tuple[int, int, int, int]) 
     return layer
 
 
+def _sign_layer(rng: np.random.Generator, kind: str, s: int) -> tuple[Image.Image, np.ndarray]:
+    """The sign drawn, faded and placed on a transparent ``s`` x ``s`` layer, and its
+    opaque-pixel mask."""
+    face = Image.new("RGBA", (s, s), (0, 0, 0, 0))
+    SIGNS[kind](_Face(ImageDraw.Draw(face), s / 2, s * 0.48, rng.uniform(0.0, 0.6)))
+    coeffs = _affine(rng, s)
+    sign = face.transform((s, s), Image.Transform.AFFINE, coeffs, Image.Resampling.BILINEAR)
+    return sign, np.asarray(sign.getchannel("A")) > 127
+
+
+def _draw_post(canvas: Image.Image, box: tuple[int, int, int, int]) -> None:
+    """A grey post from the bottom of the sign down out of the frame."""
+    cx = (box[0] + box[2]) / 2
+    half = max(2.0, 0.07 * (box[2] - box[0]))
+    ImageDraw.Draw(canvas).rectangle((cx - half, box[3] - 4, cx + half, canvas.height), fill=POLE)
+
+
 def sign_image(rng: np.random.Generator, kind: str, size: int = 32) -> SignImage:
     """Draw one ``size`` x ``size`` image of a ``kind`` sign (see ``TOYSIGNS_CLASSES``)."""
     s = size * SUPERSAMPLE
-    face = Image.new("RGBA", (s, s), (0, 0, 0, 0))
-    SIGNS[kind](_Face(ImageDraw.Draw(face), s / 2, s * 0.48, rng.uniform(0.0, 0.6)), rng)
-    coeffs, scale = _affine(rng, s)
-    sign = face.transform((s, s), Image.Transform.AFFINE, coeffs, Image.Resampling.BILINEAR)
-    alpha = np.asarray(sign.getchannel("A"))
-    ys, xs = np.nonzero(alpha > 127)
+    sign, mask = _sign_layer(rng, kind, s)
+    ys, xs = np.nonzero(mask)
     box = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
-
     canvas = _background(rng, s).convert("RGBA")
-    if rng.random() < 0.6:  # the sign's post
-        cx = (box[0] + box[2]) / 2
-        half = max(2.0, 0.07 * (box[2] - box[0]))
-        ImageDraw.Draw(canvas).rectangle((cx - half, box[3] - 4, cx + half, s), fill=POLE)
+    if rng.random() < 0.6:
+        _draw_post(canvas, box)
     canvas.alpha_composite(sign)
     occluded = 0.0
     if rng.random() < OCCLUSION_PROBABILITY:
         layer = _occluder(rng, s, box)
-        hidden = (np.asarray(layer.getchannel("A")) > 127) & (alpha > 127)
-        occluded = float(hidden.sum() / max(1, (alpha > 127).sum()))
+        hidden = (np.asarray(layer.getchannel("A")) > 127) & mask
+        occluded = float(hidden.sum() / max(1, mask.sum()))
         canvas.alpha_composite(layer)
 
     small = canvas.convert("RGB").resize((size, size), Image.Resampling.BOX)

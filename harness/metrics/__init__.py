@@ -9,6 +9,7 @@ from harness.metrics import (
     classification,
     detection,
     latency,
+    robustness,
     size,
     stability,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "detection",
     "latency",
     "metric",
+    "robustness",
     "size",
     "stability",
 ]

@@ -17,10 +17,12 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from harness.corruptions import FAMILIES
 from harness.metrics.context import CorruptionGrid
 from harness.metrics.registry import MetricResult, metric
 
 __all__ = [
+    "by_severity",
     "ce",
     "corruption_error",
     "corruption_errors",
@@ -34,8 +36,6 @@ __all__ = [
 ]
 
 Values = Mapping[tuple[str, int], float]
-
-_KNOWN_FAMILIES = ("noise", "blur", "weather", "digital", "extra")
 
 
 # ---------------------------------------------------------------- formulas
@@ -85,10 +85,15 @@ def corruption_errors(grid: CorruptionGrid, corruptions: Sequence[str]) -> dict[
     """CE_c of each corruption; all 1.0 when ``grid`` is the baseline's own grid."""
     if grid.baseline is None:
         return dict.fromkeys(corruptions, 1.0)
-    return {
-        c: corruption_error(by_severity(grid.values, c), by_severity(grid.baseline.values, c))
-        for c in corruptions
-    }
+    errors = {}
+    for c in corruptions:
+        try:
+            errors[c] = corruption_error(
+                by_severity(grid.values, c), by_severity(grid.baseline.values, c)
+            )
+        except ValueError as exc:
+            raise ValueError(f"corruption error of {c!r}: {exc}") from None
+    return errors
 
 
 def select_corruptions(grid: CorruptionGrid, family: str | None) -> list[str]:
@@ -96,13 +101,13 @@ def select_corruptions(grid: CorruptionGrid, family: str | None) -> list[str]:
     corruptions = grid.corruptions
     if family is None:
         return corruptions
-    present = list(dict.fromkeys(grid.families.get(c, "") for c in corruptions))
-    known = list(dict.fromkeys([*_KNOWN_FAMILIES, *present]))
+    present = list(dict.fromkeys(f for c in corruptions if (f := grid.families.get(c))))
+    known = list(dict.fromkeys([*FAMILIES, *present]))
     if family not in known:
         raise ValueError(f"unknown corruption family {family!r}; valid: {', '.join(known)}")
     chosen = [c for c in corruptions if grid.families.get(c) == family]
     if not chosen:
-        have = ", ".join(f for f in present if f) or "none"
+        have = ", ".join(present) or "none"
         raise ValueError(f"the grid has no corruption of family {family!r}; it has {have}")
     return chosen
 

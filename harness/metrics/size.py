@@ -10,8 +10,6 @@ from safetensors.torch import save as safetensors_bytes
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from harness.checkpoint import WEIGHTS_FILE, plain_state_dict
-from harness.compress.prune import count_parameters, model_sparsity
 from harness.metrics.context import ModelContext
 from harness.metrics.registry import MetricResult, metric
 
@@ -21,6 +19,8 @@ Measure = Literal["params", "nonzero_params", "sparsity", "bytes", "flops"]
 def checkpoint_bytes(ctx: ModelContext) -> int:
     """Size of ``checkpoint_dir/model.safetensors``; without a checkpoint, the size of the
     safetensors serialisation of the model's state dict (masks folded in)."""
+    from harness.checkpoint import WEIGHTS_FILE, plain_state_dict  # checkpoint imports spec
+
     if ctx.checkpoint_dir is None:
         return len(safetensors_bytes(plain_state_dict(ctx.model)))
     path = Path(ctx.checkpoint_dir) / WEIGHTS_FILE
@@ -49,6 +49,8 @@ def count_flops(model: nn.Module, batch: torch.Tensor | list[torch.Tensor]) -> i
 
 def size_measures(ctx: ModelContext) -> dict[str, float | int]:
     """All five measures of ``ctx.model``."""
+    from harness.compress.prune import count_parameters, model_sparsity
+
     total, nonzero = count_parameters(ctx.model)
     return {
         "params": total,

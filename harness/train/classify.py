@@ -25,7 +25,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from harness.train.finetune import TrainRecipe, TrainResult, _batches, _lr_factor, total_steps
+from harness.errors import DataError
+from harness.train.finetune import TrainRecipe, TrainResult, lr_factor, shuffled_batches, total_steps
 
 
 class LabelledImages(Protocol):
@@ -43,13 +44,22 @@ def load_classification_set(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Every image as one uint8 ``(N, 3, H, W)`` tensor and the labels as int64 ``(N,)``.
 
-    All images must have the same size.
+    All images must have the same size (a ``DataError`` says which differ).
     """
     ids = list(data.image_ids if image_ids is None else image_ids)
     if not ids:
         return torch.zeros((0, 3, 0, 0), dtype=torch.uint8), torch.zeros(0, dtype=torch.int64)
-    stack = np.stack([data.load_image(i) for i in ids])
-    images = torch.from_numpy(stack).permute(0, 3, 1, 2).contiguous()
+    arrays = [data.load_image(i) for i in ids]
+    for image_id, array in zip(ids, arrays, strict=True):
+        if array.shape != arrays[0].shape:
+            raise DataError(
+                f"image {image_id} has shape {array.shape} but image {ids[0]} has "
+                f"{arrays[0].shape}; classifier training needs images of one size",
+                file=getattr(data, "annotations_file", None),
+                field="images",
+                hint="resize the training images to one size",
+            )
+    images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
     labels = torch.tensor([data.label(i) for i in ids], dtype=torch.int64)
     return images, labels
 
@@ -103,11 +113,12 @@ def train_classifier(
     if steps == 0 or recipe.epochs == 0:
         return TrainResult(0, 0.0, float("nan"))
     device = torch.device(device)
+    images, labels = images.to(device), labels.to(device)
     model.to(device, memory_format=torch.channels_last).train()  # ~1.4x faster convs on CPU
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
     warmup = min(recipe.warmup_steps, max(1, steps // 10))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, steps, warmup))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, steps, warmup))
     batch_size = min(recipe.batch_size, len(labels))
     per_epoch = len(labels) // batch_size
     epoch = _Epoch()
@@ -116,11 +127,11 @@ def train_classifier(
     step = 0
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(recipe.seed)
-        for batch_indices in _batches(len(labels), batch_size, steps, recipe.seed):
-            index = torch.tensor(batch_indices)
-            x = random_affine(images[index].to(device).float().div_(255), hflip=recipe.hflip)
+        for batch_indices in shuffled_batches(len(labels), batch_size, steps, recipe.seed):
+            index = torch.tensor(batch_indices, device=device)
+            x = random_affine(images[index].float().div_(255), hflip=recipe.hflip)
             x = x.contiguous(memory_format=torch.channels_last)
-            epoch.add(*_step(model, x, labels[index].to(device), optimizer, params, recipe))
+            epoch.add(*_step(model, x, labels[index], optimizer, params, recipe))
             scheduler.step()
             step += 1
             if on_step is not None:
@@ -178,20 +189,3 @@ class _Epoch:
 
     def __str__(self) -> str:
         return f"loss {self.mean_loss:.3f} train acc {self.correct / max(1, self.seen):.3f}"
-
-
-@torch.no_grad()
-def predict_logits(
-    model: nn.Module,
-    images: torch.Tensor,
-    *,
-    batch_size: int = 256,
-    device: torch.device | str = "cpu",
-) -> torch.Tensor:
-    """Logits (N, K) on CPU of ``model`` in eval mode for uint8 ``(N, 3, H, W)`` images."""
-    model.to(device).eval()
-    out = [
-        model(images[i : i + batch_size].to(device).float().div_(255)).cpu()
-        for i in range(0, len(images), batch_size)
-    ]
-    return torch.cat(out) if out else torch.zeros((0, 0))

@@ -77,7 +77,7 @@ def _augment(recipe: TrainRecipe) -> v2.Transform:
     return v2.Compose(steps)
 
 
-def _lr_factor(step: int, total: int, warmup: int) -> float:
+def lr_factor(step: int, total: int, warmup: int) -> float:
     if step < warmup:
         return (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
@@ -113,7 +113,7 @@ def train_detector(
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
     warmup = min(recipe.warmup_steps, max(1, steps // 10))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, steps, warmup))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, steps, warmup))
     transform = _augment(recipe)
     start = time.perf_counter()
     smoothed = float("nan")
@@ -121,7 +121,7 @@ def train_detector(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(recipe.seed)
         batch_size = min(recipe.batch_size, len(items))
-        for batch_indices in _batches(len(items), batch_size, steps, recipe.seed):
+        for batch_indices in shuffled_batches(len(items), batch_size, steps, recipe.seed):
             batch = [_transformed(items[i], transform) for i in batch_indices]
             value = _step(model, batch, optimizer, params, recipe.clip_grad_norm, device)
             scheduler.step()
@@ -136,7 +136,7 @@ def train_detector(
     return TrainResult(step, time.perf_counter() - start, smoothed)
 
 
-def _batches(n: int, batch_size: int, steps: int, seed: int) -> Iterator[list[int]]:
+def shuffled_batches(n: int, batch_size: int, steps: int, seed: int) -> Iterator[list[int]]:
     """``steps`` shuffled, drop-last batches of indices, epoch after epoch."""
     generator = torch.Generator().manual_seed(seed)
     produced = 0

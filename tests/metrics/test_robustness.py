@@ -117,6 +117,14 @@ def test_bad_family_or_corruption() -> None:
         mce(CANDIDATE, family="blur")
     with pytest.raises(ValueError, match="'snow' is not in the grid; it has gaussian_noise"):
         ce(CANDIDATE, corruption="snow")
+    partial = CorruptionGrid(clean=0.9, values={("fog", 1): 0.7}, families=FAMILIES, baseline=None)
+    extra_severity = CorruptionGrid(
+        clean=0.8, values={("fog", 1): 0.6, ("fog", 3): 0.2}, families=FAMILIES, baseline=partial
+    )
+    with pytest.raises(
+        ValueError, match=r"of 'fog': the baseline has no scores at severities \[3\]"
+    ):
+        mce(extra_severity)
 
 
 def test_details() -> None:

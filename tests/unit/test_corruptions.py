@@ -6,7 +6,6 @@ The reference is imagecorruptions itself: ``corrupt(image, severity, name)`` aft
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import json
 import random
 import time
@@ -184,7 +183,8 @@ def test_each_corruption_output_and_seeding(
     image = images[size]
     before = image.copy()
     out = corrupt_image(image, name, 3, seed=0, image_id=7)
-    assert out.shape == image.shape and out.dtype == np.uint8 and out.flags.c_contiguous
+    assert out.shape == image.shape and out.dtype == np.uint8
+    assert out.flags.c_contiguous and out.flags.writeable and not np.shares_memory(out, image)
     assert np.array_equal(image, before), "the input must not be modified"
     assert not np.array_equal(out, image), "severity 3 must change the image"
     assert np.array_equal(out, corrupt_image(image, name, 3, seed=0, image_id=7))
@@ -368,6 +368,7 @@ def test_results_are_fixed_up_to_uint8_of_the_input_shape() -> None:
     assert hc._to_uint8(np.zeros((4, 5)), image).shape == (4, 5, 3)
     assert hc._to_uint8(np.zeros((6, 7, 3), np.uint8), image).shape == (4, 5, 3)
     assert hc._to_uint8(np.zeros((2, 3, 3)), image).shape == (4, 5, 3)
+    assert hc._to_uint8(np.zeros((4, 5, 4), np.uint8), image).shape == (4, 5, 3)
 
 
 # --------------------------------------------------------------- many images
@@ -413,12 +414,19 @@ def test_worker_errors_reach_the_caller(monkeypatch: pytest.MonkeyPatch) -> None
         corrupt_many(imgs.__getitem__, [0, 1], [("fog", 1)], seed=0, workers=2)
 
 
-def test_pool_workers_do_not_import_torch() -> None:
-    with cf.ProcessPoolExecutor(1, hc._pool_context()) as pool:
-        loaded = pool.submit(
-            eval, "sorted({'torch', 'imagecorruptions'} & set(__import__('sys').modules))"
-        )
-        assert loaded.result() == ["imagecorruptions"]
+def test_pool_workers_do_not_import_torch_and_are_kept() -> None:
+    pool = hc._worker_pool(2)
+    assert hc._worker_pool(2) is pool
+    code = "sorted({'torch', 'imagecorruptions'} & set(__import__('sys').modules))"
+    assert pool.submit(eval, code).result() == ["imagecorruptions"]
+    hc.shutdown_workers()
+    assert hc._worker_pool(2) is not pool
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _stop_workers() -> Iterator[None]:
+    yield
+    hc.shutdown_workers()
 
 
 # -------------------------------------------------------------------- cache
@@ -498,6 +506,11 @@ def test_only_missing_sets_are_generated(
     corrupted_images(cache, FakeData(data.images, "fp-2"), "fog", 2, seed=0, workers=1)
     corrupted_images(cache, FakeData({0: data.images[0]}), "fog", 2, seed=0, workers=1)
     assert len(count_corruptions) == 5
+
+
+def test_an_empty_dataset_gives_empty_sets(cache: Cache) -> None:
+    assert corrupted_sets(cache, FakeData({}), [("fog", 1)], seed=0) == {("fog", 1): {}}
+    assert corrupt_many(lambda i: np.zeros(1), [], [("fog", 1)], seed=0) == {("fog", 1): {}}
 
 
 def test_warm_load_of_a_400_image_set_is_fast(
