@@ -32,7 +32,6 @@ import json
 import multiprocessing
 import os
 import random
-import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures.process import BrokenProcessPool
@@ -356,42 +355,31 @@ def _corrupt_chunk(chunk: _Chunk) -> list[np.ndarray]:
     ]
 
 
-def _init_worker() -> None:
-    """Pool worker set-up: one OpenCV thread per worker, the pool provides the parallelism."""
+def _single_threaded_cv2() -> None:
+    """One OpenCV thread in this process (and so in workers forked from it): the pool
+    provides the parallelism, and a forked child must never touch OpenCV's thread pool."""
     import cv2
 
-    cv2.setNumThreads(1)
+    if cv2.getNumThreads() != 1:
+        cv2.setNumThreads(1)
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:
-    """``forkserver``: workers fork from a single-threaded server process that has
-    imported only this module and imagecorruptions (never torch).
+    """``fork``, after making OpenCV single-threaded in the caller.
 
-    Measured with torch loaded and used in the caller (2 workers, each running glass_blur
-    once, under load): ``fork`` 0.08 s per pool, ``forkserver`` 2.0 s for the first pool
-    (server start) and 0.9 s for later ones, ``spawn`` 3.5 s per pool. ``fork`` is not
-    safe here: once OpenCV's thread pool has run in the caller, a forked worker hangs in
-    ``cv2.setNumThreads`` joining threads that do not exist in the child (observed), and
-    torch's OpenMP pool has the same hazard. ``spawn`` re-imports numpy, scipy, skimage,
-    cv2 and numba in every worker. Workers are kept between calls (:func:`_worker_pool`).
-
-    Caveat (Python 3.11): each worker re-runs the caller's ``__main__`` script as
-    ``__mp_main__``, so a script that imports torch at module level makes every worker
-    import it; console scripts (``pytest``, ``harness``) and ``python -m`` are cheap.
-    Code read from stdin has no script to re-run: see :func:`_can_start_workers`.
+    Measured with torch loaded in the caller (2 workers, each running glass_blur once,
+    under load): ``fork`` 0.08 s per pool, ``forkserver`` 2.0 s for the first pool and
+    0.9 s later, ``spawn`` 3.5 s. ``forkserver`` and ``spawn`` also re-run the caller's
+    ``__main__`` in every worker: a script without an ``if __name__ == "__main__"`` guard
+    then recurses and the pool breaks, and code read from stdin cannot start workers at
+    all. Forking has its own hazard, thread pools that do not survive into the child:
+    OpenCV's (a forked worker hung in ``cv2.setNumThreads`` joining threads that exist
+    only in the parent, observed), hence :func:`_single_threaded_cv2` before forking; and
+    torch's OpenMP pool, which the workers never use (they run numpy, scipy, skimage and
+    single-threaded OpenCV code only). Torch's own DataLoader forks the same way.
     """
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["__main__", __name__, "imagecorruptions"])
-    return ctx
-
-
-def _can_start_workers() -> bool:
-    """Whether worker processes can re-create ``__main__`` (not so for code run from
-    stdin or an interactive session, whose ``__file__`` is not a file)."""
-    main = sys.modules.get("__main__")
-    spec_name = getattr(getattr(main, "__spec__", None), "name", None)
-    path = getattr(main, "__file__", None)
-    return spec_name is not None or path is None or os.path.isfile(path)
+    _single_threaded_cv2()
+    return multiprocessing.get_context("fork")
 
 
 def _worker_pool(workers: int) -> cf.ProcessPoolExecutor:
@@ -400,7 +388,7 @@ def _worker_pool(workers: int) -> cf.ProcessPoolExecutor:
     with _POOL_LOCK:
         entry = _POOLS.get(workers)
         if entry is None or entry[0] != os.getpid():
-            pool = cf.ProcessPoolExecutor(workers, _pool_context(), initializer=_init_worker)
+            pool = cf.ProcessPoolExecutor(workers, _pool_context())
             entry = _POOLS[workers] = (os.getpid(), pool)
         return entry[1]
 
@@ -434,8 +422,6 @@ def corrupt_many(
     ids = list(dict.fromkeys(int(i) for i in image_ids))
     plan = _plan(ids, jobs)
     workers = min(_cpus(), len(plan)) if workers is None else workers
-    if not _can_start_workers():
-        workers = 1
     results: dict[Job, Images] = {job: {} for job in jobs}
     report = _Progress(len(ids) * len(jobs), progress)
     chunks = _chunks(plan, load_image, seed)

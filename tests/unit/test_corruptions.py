@@ -7,7 +7,10 @@ The reference is imagecorruptions itself: ``corrupt(image, severity, name)`` aft
 from __future__ import annotations
 
 import json
+import os
 import random
+import subprocess
+import sys
 import time
 import warnings
 from collections.abc import Iterator
@@ -414,13 +417,38 @@ def test_worker_errors_reach_the_caller(monkeypatch: pytest.MonkeyPatch) -> None
         corrupt_many(imgs.__getitem__, [0, 1], [("fog", 1)], seed=0, workers=2)
 
 
-def test_pool_workers_do_not_import_torch_and_are_kept() -> None:
+def test_pool_workers_are_forked_children_and_are_kept() -> None:
     pool = hc._worker_pool(2)
     assert hc._worker_pool(2) is pool
-    code = "sorted({'torch', 'imagecorruptions'} & set(__import__('sys').modules))"
-    assert pool.submit(eval, code).result() == ["imagecorruptions"]
+    assert pool.submit(os.getppid).result() == os.getpid()
     hc.shutdown_workers()
     assert hc._worker_pool(2) is not pool
+
+
+WORKERS_AFTER_OPENCV = """
+import numpy as np, torch
+from harness.corruptions import corrupt_image, corrupt_many
+torch.ones(64, 64) @ torch.ones(64, 64)          # torch's thread pool is running
+img = np.random.default_rng(0).integers(0, 256, (128, 128, 3), dtype=np.uint8)
+corrupt_image(img, "motion_blur", 3, seed=0, image_id=0)   # so is OpenCV's
+out = corrupt_many(lambda i: img, list(range(8)), [("motion_blur", 3), ("frost", 2)],
+                   seed=0, workers=2)
+print(len(out), sum(len(v) for v in out.values()))
+"""
+
+
+def test_workers_start_after_opencv_and_torch_ran_here_and_from_stdin() -> None:
+    # a forked worker once hung in cv2.setNumThreads; stdin has no __main__ file to re-run
+    for args in (["-c", WORKERS_AFTER_OPENCV], ["-"]):
+        done = subprocess.run(
+            [sys.executable, *args],
+            input=WORKERS_AFTER_OPENCV if args == ["-"] else None,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stdout.split() == ["2", "16"]
 
 
 @pytest.fixture(scope="module", autouse=True)
