@@ -84,7 +84,7 @@ def run_check(session: HarnessSession, suite: Suite, variant: str, check_name: s
     info = METRICS.get(check.metric)
     cand = measure(session, suite, variant, check_name)
     base = None
-    if variant != spec.baseline and info.inputs != "pair":
+    if variant != spec.baseline and not info.compares_with_baseline:
         base = measure(session, suite, spec.baseline, check_name)
     value, baseline_value, decision, worst = decide_check(
         check=check, info=info, candidate=cand.value, baseline=None if base is None else base.value
@@ -175,8 +175,7 @@ def corruption_grid(
     if memo_key in session.memo:
         return session.memo[memo_key]
     primary = METRICS.get(session.task(suite).primary_metric)
-    preds = corrupted_predictions(session, suite, variant, data, jobs)
-    values = {job: float(primary(preds[job], data).value) for job in jobs}  # type: ignore[arg-type]
+    values = _corrupted_scores(session, suite, variant, data, jobs, primary)
     clean_preds = session.predictions(suite, variant).subset(data.image_ids)
     clean = float(primary(clean_preds, data).value)  # type: ignore[arg-type]
     baseline = None
@@ -191,6 +190,28 @@ def corruption_grid(
     )
     session.memo[memo_key] = grid
     return grid
+
+
+def _corrupted_scores(
+    session: HarnessSession,
+    suite: Suite,
+    variant: str,
+    data: Any,
+    jobs: Sequence[Job],
+    primary: MetricInfo,
+) -> dict[Job, float]:
+    """The main score under each (corruption, severity), cached as one value entry so a
+    warm run neither loads the predictions nor re-runs the evaluations."""
+    pred_keys = [session.prediction_key(suite, variant, data, job) for job in jobs]
+    key = cache_key("grid", primary.name, pred_keys)
+
+    def build(_tmp: Any) -> dict[str, Any]:
+        preds = corrupted_predictions(session, suite, variant, data, jobs)
+        scores = [float(primary(preds[job], data).value) for job in jobs]  # type: ignore[arg-type]
+        return {"jobs": [list(job) for job in jobs], "scores": scores}
+
+    entry, _ = session.cache.get_or_build("value", key, build, rebuild=session.take_rebuild(key))
+    return {job: float(v) for job, v in zip(jobs, entry.meta["scores"], strict=True)}
 
 
 def _mean_over_corruptions(

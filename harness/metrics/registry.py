@@ -68,6 +68,13 @@ class MetricInfo:
     description: str = ""
     inputs: Inputs = "predictions"
     cacheable: bool = True
+    compares: bool = False
+
+    @property
+    def compares_with_baseline(self) -> bool:
+        """The value already compares the variant with the baseline (flip rates,
+        saliency change): no baseline value, no relative thresholds, baseline not gated."""
+        return self.compares or self.inputs == "pair"
 
     @property
     def params(self) -> dict[str, inspect.Parameter]:
@@ -94,13 +101,16 @@ def metric(
     per_class: bool = False,
     inputs: Inputs = "predictions",
     cacheable: bool = True,
+    compares: bool = False,
 ) -> Callable[[MetricFn], MetricFn]:
     """Register a function as metric ``name``, usable in YAML by that name.
 
     >>> @metric("person_miss_rate", task="detection", higher_is_better=False)
     ... def person_miss_rate(preds, targets, *, iou=0.5, score=0.3) -> float: ...
 
-    Keyword-only parameters become check keys (validated by their type hints).
+    Keyword-only parameters become check keys (validated by their type hints, e.g.
+    ``PositiveInt``). ``compares=True`` marks a model metric whose value already compares
+    the variant with the baseline (``pair`` metrics always do).
     """
 
     def wrap(fn: MetricFn) -> MetricFn:
@@ -116,6 +126,7 @@ def metric(
                 description=doc.splitlines()[0] if doc else "",
                 inputs=inputs,
                 cacheable=cacheable,
+                compares=compares,
             ),
             replace=_same_function(name, fn),
         )

@@ -169,7 +169,7 @@ def rpc(grid: CorruptionGrid, *, family: str | None = None) -> MetricResult:
     return MetricResult(value, _details(grid, corruptions, family))
 
 
-@metric("mce", task="any", inputs="corruption_grid", higher_is_better=False)
+@metric("mce", task="any", inputs="corruption_grid", higher_is_better=False, compares=True)
 def mce(grid: CorruptionGrid, *, family: str | None = None) -> MetricResult:
     """Mean corruption error relative to the baseline (1.0 for the baseline itself)."""
     corruptions = select_corruptions(grid, family)
@@ -177,7 +177,7 @@ def mce(grid: CorruptionGrid, *, family: str | None = None) -> MetricResult:
     return MetricResult(value, _details(grid, corruptions, family))
 
 
-@metric("ce", task="any", inputs="corruption_grid", higher_is_better=False)
+@metric("ce", task="any", inputs="corruption_grid", higher_is_better=False, compares=True)
 def ce(grid: CorruptionGrid, *, corruption: str, family: str | None = None) -> MetricResult:
     """Corruption error of one corruption relative to the baseline."""
     corruptions = select_corruptions(grid, family)

@@ -139,7 +139,12 @@ def confidence_shift(
 
 
 @metric(
-    "saliency_change", task="classification", inputs="model", higher_is_better=False, cacheable=True
+    "saliency_change",
+    task="classification",
+    inputs="model",
+    higher_is_better=False,
+    cacheable=True,
+    compares=True,
 )
 def saliency_change(ctx: ModelContext) -> MetricResult:
     """How far the candidate's saliency maps moved from the baseline's (captum Saliency).

@@ -682,7 +682,7 @@ class CheckSpec(_Spec):
             )
         relative = [k for k in ("drop_max", "increase_max", "ratio_min", "ratio_max")]
         used = [k for k in relative if getattr(self, k) is not None]
-        if info.inputs == "pair" and used:
+        if info.compares_with_baseline and used:
             raise SpecProblem(
                 f"metric '{self.metric}' already compares the variant with the baseline, "
                 f"so {used[0]} has nothing to compare",
@@ -803,7 +803,7 @@ class SuiteSpec(_Spec):
             return False
         if variant != self.baseline:
             return True
-        if METRICS.get(spec.metric).inputs == "pair":
+        if METRICS.get(spec.metric).compares_with_baseline:
             return False  # the baseline against itself
         return spec.has_absolute_threshold and spec.reduce != "worst_drop"
 

@@ -26,7 +26,13 @@ from torch import nn
 from torch.nn import functional as F
 
 from harness.errors import DataError
-from harness.train.finetune import TrainRecipe, TrainResult, lr_factor, shuffled_batches, total_steps
+from harness.train.finetune import (
+    TrainRecipe,
+    TrainResult,
+    lr_factor,
+    shuffled_batches,
+    total_steps,
+)
 
 
 class LabelledImages(Protocol):

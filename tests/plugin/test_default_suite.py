@@ -15,6 +15,12 @@ def test_structured_70_without_finetune_fails_the_default_gates(
 ) -> None:
     suite = yaml.safe_load((REPO / "suites" / "toydrive_detector.yaml").read_text())
     suite.pop("apply", None)  # every check gates the damaged variant
+    # the clean-accuracy gates (robustness gates are exercised by their own tests)
+    suite["checks"] = {
+        name: check
+        for name, check in suite["checks"].items()
+        if check["metric"] in ("map", "per_class_ap")
+    }
     suite["variants"] = {
         "dense": {},
         "structured-70": {"compress": [{"prune": {"method": "l1_filter", "sparsity": 0.7}}]},
