@@ -13,9 +13,13 @@ T = TypeVar("T")
 
 
 def did_you_mean(name: str, known: list[str] | tuple[str, ...]) -> str:
-    """A ``did you mean 'x'?`` phrase for the closest known name, or ``''``."""
-    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
-    return f"did you mean '{close[0]}'? " if close else ""
+    """A ``did you mean 'x'?`` phrase for the closest known name, or ``''``.
+
+    Case differences count least: ``mAp`` suggests ``map`` before ``mpc``.
+    """
+    by_lower = {k.lower(): k for k in known}
+    close = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.6)
+    return f"did you mean '{by_lower[close[0]]}'? " if close else ""
 
 
 class Registry(Generic[T]):
