@@ -1,42 +1,26 @@
-"""A safety assertion written by a user: ``@metric`` in a conftest, gated from YAML."""
+"""A safety assertion written by a user (the README's example): ``@metric`` in a conftest,
+gated from YAML."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from xml.etree import ElementTree
 
 import pytest
 
-CONFTEST = '''
-import torch
-from torchvision.ops import box_iou
-
-from harness import metric
-
-CALLS = []
+REPO = Path(__file__).resolve().parents[2]
 
 
-@metric("person_miss_rate", task="detection", higher_is_better=False)
-def person_miss_rate(preds, targets, *, iou: float = 0.5, score: float = 0.3) -> float:
-    """Fraction of ground-truth persons without a person detection (score, IoU)."""
-    person = targets.label_of(
-        next(c["id"] for c in targets.categories if c["name"] == "person")
-    )
-    person_cat = targets.category_of(person)
-    missed = total = 0
-    for image_id in targets.image_ids:
-        gt = targets.target(image_id)
-        boxes = gt["boxes"][gt["labels"] == person]
-        det = preds.by_image[image_id]
-        keep = (det.category_ids == person_cat) & (det.scores >= score)
-        found = torch.as_tensor(det.boxes[keep])
-        total += len(boxes)
-        if len(boxes) and len(found):
-            missed += int((box_iou(boxes, found).max(dim=1).values < iou).sum())
-        else:
-            missed += len(boxes)
-    CALLS.append((iou, score, len(targets.image_ids)))
-    return missed / total if total else 0.0
-'''
+def _readme_example() -> str:
+    """The ``conftest.py`` of the README's worked example, verbatim."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    match = re.search(r"```python\n(# conftest.py\n.*?)```", readme, re.S)
+    assert match, "README lost its @metric example"
+    return match.group(1)
+
+
+CONFTEST = _readme_example()
 
 SUITE = """
 suite: custom
