@@ -7,6 +7,7 @@ check outcomes; Python users can do the same without pytest.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import inspect
 import time
 from collections.abc import Callable
@@ -25,7 +26,7 @@ from harness.compress.prune import count_parameters, model_sparsity
 from harness.compress.registry import METHODS, CompressContext
 from harness.errors import HarnessError
 from harness.predictions import Predictions, load_predictions
-from harness.spec import Suite, load_suite
+from harness.spec import FinetuneSpec, Suite, load_suite
 from harness.spec.loader import canonical_json
 from harness.tasks import TASKS, TaskOps
 from harness.train.finetune import TrainRecipe
@@ -308,6 +309,7 @@ class HarnessSession:
             example_inputs=_example_batch(train),
             seed=seed,
             progress=lambda line: self.progress(f"  {variant}: {line}"),
+            train=self._train_steps(suite, variant, train),
         )
         for i, step in enumerate(v.compress):
             info = METHODS.get(step.method, file=str(suite.path), field=f"variants.{variant}")
@@ -347,6 +349,26 @@ class HarnessSession:
             BuildRecord("ckpt", suite.spec.suite, variant, "", meta["build_seconds"], summary)
         )
         return meta
+
+    def _train_steps(
+        self, suite: Suite, variant: str, train: Any
+    ) -> Callable[[nn.Module, int], None]:
+        """``train(model, steps)`` for schedules that interleave pruning and training: the
+        variant's fine-tune recipe (defaults without one), ``steps`` optimizer steps, a
+        new seed per burst."""
+        v = suite.spec.variants[variant]
+        base = _recipe(v.finetune or FinetuneSpec(), self.seed(suite, variant))
+        bursts = [0]
+
+        def train_steps(model: nn.Module, steps: int) -> None:
+            epochs = -(-steps * base.batch_size // max(1, len(train)))  # ceil
+            recipe = dataclasses.replace(
+                base, epochs=max(1, epochs), max_steps=steps, seed=base.seed + 1000 + bursts[0]
+            )
+            bursts[0] += 1
+            self.task(suite).train(model, train, recipe, self.device, lambda _line: None)
+
+        return train_steps
 
     # -- predictions and checks -------------------------------------------------------
     def loaded(self, suite: Suite, variant: str) -> _Loaded:

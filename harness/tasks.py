@@ -43,7 +43,20 @@ def _train_detection(
     device: torch.device,
     progress: Progress,
 ) -> Any:
-    return train_detector(model, load_training_set(data), recipe, device=device, progress=progress)
+    return train_detector(model, _training_items(data), recipe, device=device, progress=progress)
+
+
+_ITEMS: dict[str, Any] = {}
+
+
+def _training_items(data: CocoDetectionData) -> Any:
+    """Decoded training images and targets, kept for the last dataset (schedules such as
+    AGP train in many short bursts)."""
+    key = data.fingerprint
+    if key not in _ITEMS:
+        _ITEMS.clear()
+        _ITEMS[key] = load_training_set(data)
+    return _ITEMS[key]
 
 
 def _train_classification(

@@ -49,36 +49,44 @@ def _sparsity_in_range(value: float) -> float:
 
 
 class GlobalMagnitudeParams(BaseModel):
-    """``sparsity``: share of Conv/Linear weights zeroed; ``schedule``: only ``oneshot`` yet."""
+    """``sparsity``: share of Conv/Linear weights zeroed. ``schedule: agp`` prunes gradually
+    (Zhu & Gupta): ``steps`` pruning events from ``initial_sparsity``, ``prune_every``
+    optimizer steps of fine-tuning apart."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     sparsity: float
-    schedule: Literal["oneshot"] = "oneshot"
+    schedule: Literal["oneshot", "agp"] = "oneshot"
     steps: int = Field(1, ge=1)
+    initial_sparsity: float = 0.0
+    prune_every: int = Field(20, ge=1)
 
-    _sparsity_type = field_validator("sparsity", mode="before")(_check_sparsity)
-    _sparsity_range = field_validator("sparsity")(_sparsity_in_range)
-
-    @field_validator("schedule", mode="before")
-    @classmethod
-    def _schedule_known(cls, value: Any) -> Any:
-        if value == "agp":
-            raise SpecProblem(
-                "schedule 'agp' is not implemented yet",
-                hint="use schedule: oneshot (prune once, then fine-tune)",
-            )
-        return value
+    _sparsity_type = field_validator("sparsity", "initial_sparsity", mode="before")(_check_sparsity)
+    _sparsity_range = field_validator("sparsity", "initial_sparsity")(_sparsity_in_range)
 
     @model_validator(mode="after")
     def _steps_need_a_schedule(self) -> GlobalMagnitudeParams:
         if self.steps > 1 and self.schedule == "oneshot":
             raise SpecProblem(
                 f"steps: {self.steps} needs a gradual schedule, but schedule is 'oneshot'",
-                hint="remove steps (schedule 'agp' is not implemented yet)",
+                hint="add schedule: agp, or remove steps",
                 loc=("steps",),
             )
+        if self.initial_sparsity > self.sparsity:
+            raise SpecProblem(
+                f"initial_sparsity {self.initial_sparsity} is above sparsity {self.sparsity}",
+                hint="make initial_sparsity <= sparsity (AGP only ever adds pruning)",
+                loc=("initial_sparsity",),
+            )
         return self
+
+
+def agp_sparsity(step: int, steps: int, initial: float, final: float) -> float:
+    """Sparsity after pruning event ``step`` of ``steps`` (Zhu & Gupta 2017):
+    s_t = s_f + (s_i − s_f)(1 − (t − t0)/(nΔt))³ with (t − t0)/Δt = ``step``."""
+    if not 0 <= step <= steps:
+        raise ValueError(f"step must be in 0..{steps}, got {step}")
+    return final + (initial - final) * (1.0 - step / steps) ** 3
 
 
 class L1FilterParams(BaseModel):
@@ -187,8 +195,22 @@ def global_magnitude(
             f"global_magnitude found no Conv or Linear layers in {type(model).__name__}",
             hint="prune a model built from nn.Conv*/nn.Linear layers",
         )
-    prune_to_sparsity(model, params.sparsity)
-    ctx.progress(f"global_magnitude: sparsity {model_sparsity(model):.3f}")
+    if params.schedule == "oneshot":
+        prune_to_sparsity(model, params.sparsity)
+        ctx.progress(f"global_magnitude: sparsity {model_sparsity(model):.3f}")
+        return model
+    if ctx.train is None:
+        raise HarnessError(
+            "schedule 'agp' interleaves pruning with training, but no training is available",
+            field="prune.schedule",
+            hint="give the suite training data (data.train), or use schedule: oneshot",
+        )
+    for step in range(params.steps + 1):
+        target = agp_sparsity(step, params.steps, params.initial_sparsity, params.sparsity)
+        prune_to_sparsity(model, target)
+        ctx.progress(f"global_magnitude agp {step}/{params.steps}: sparsity {target:.3f}")
+        if step < params.steps:
+            ctx.train(model, params.prune_every)
     return model
 
 

@@ -15,6 +15,7 @@ from harness.compress import METHODS, CompressContext, count_parameters, finaliz
 from harness.compress.prune import (
     GlobalMagnitudeParams,
     L1FilterParams,
+    agp_sparsity,
     global_magnitude,
     l1_filter,
     model_sparsity,
@@ -128,7 +129,8 @@ def test_finalize_pruning_makes_masks_permanent(fcos: nn.Module) -> None:
         ({"sparsity": -0.1}, "sparsity must be in [0, 1)"),
         ({"sparsity": "abc"}, "sparsity"),
         ({"sparsity": True}, "sparsity must be a number"),
-        ({"sparsity": 0.5, "schedule": "agp", "steps": 8}, "'agp' is not implemented yet"),
+        ({"sparsity": 0.5, "schedule": "agp", "initial_sparsity": 0.6}, "is above sparsity"),
+        ({"sparsity": 0.5, "schedule": "agp", "prune_every": 0}, "prune_every"),
         ({"sparsity": 0.5, "steps": 4}, "needs a gradual schedule"),
         ({"sparsity": 0.5, "sparsty": 0.4}, "sparsty"),
     ],
@@ -158,10 +160,42 @@ def test_l1_filter_params() -> None:
         validate_params(L1FilterParams, {"sparsity": 0.5, "round_to": 0}, ("prune",))
 
 
-def test_schedule_agp_not_implemented_through_the_spec_loader() -> None:
-    with pytest.raises(SpecProblem) as err:
-        validate_params(GlobalMagnitudeParams, {"sparsity": 0.8, "schedule": "agp"}, ("prune",))
-    assert err.value.message == "schedule 'agp' is not implemented yet"
+def test_agp_sparsity_follows_the_cubic_formula() -> None:
+    # s_t = s_f + (s_i - s_f)(1 - (t - t0)/(n dt))^3, here s_i = 0.1, s_f = 0.9, n = 4
+    expected = [0.1, 0.9 - 0.8 * 0.75**3, 0.9 - 0.8 * 0.5**3, 0.9 - 0.8 * 0.25**3, 0.9]
+    got = [agp_sparsity(k, 4, 0.1, 0.9) for k in range(5)]
+    assert got == pytest.approx(expected, abs=1e-12)
+    assert got == sorted(got)  # monotone: AGP only adds pruning
+    assert agp_sparsity(0, 1, 0.0, 0.5) == 0.0 and agp_sparsity(1, 1, 0.0, 0.5) == 0.5
+    with pytest.raises(ValueError, match=r"step must be in 0\.\.4"):
+        agp_sparsity(5, 4, 0.0, 0.5)
+
+
+def test_global_magnitude_agp_prunes_gradually_between_training(fcos: nn.Module) -> None:
+    seen: list[tuple[float, int]] = []
+
+    def train(model: nn.Module, steps: int) -> None:
+        seen.append((round(model_sparsity(model), 3), steps))
+        _train_steps(model, 1)
+
+    ctx = CompressContext(example_inputs=torch.rand(2, 3, 128, 128), progress=lambda _: None)
+    ctx.train = train
+    params = GlobalMagnitudeParams(sparsity=0.8, schedule="agp", steps=4, prune_every=7)
+    fcos = METHODS.get("global_magnitude").fn(fcos, params, ctx)
+    assert [steps for _, steps in seen] == [7, 7, 7, 7]
+    schedule = [agp_sparsity(k, 4, 0.0, 0.8) for k in range(4)]
+    assert [s for s, _ in seen] == pytest.approx(schedule, abs=2e-3)
+    assert model_sparsity(fcos) == pytest.approx(0.8, abs=0.01)  # within 1 % of the target
+    finalize_pruning(fcos)
+    assert model_sparsity(fcos) == pytest.approx(0.8, abs=0.01)
+
+
+def test_global_magnitude_agp_needs_training() -> None:
+    params = GlobalMagnitudeParams(sparsity=0.5, schedule="agp", steps=2)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.LazyLinear(2))
+    model(torch.rand(1, 3, 8, 8))
+    with pytest.raises(HarnessError, match="interleaves pruning with training"):
+        METHODS.get("global_magnitude").fn(model, params, _ctx(8))
 
 
 # -- l1_filter -----------------------------------------------------------------------------

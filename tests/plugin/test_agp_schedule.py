@@ -1,0 +1,39 @@
+"""AGP (gradual magnitude pruning interleaved with fine-tuning) through a suite."""
+
+from __future__ import annotations
+
+import pytest
+
+SUITE = """
+suite: agp
+model: {name: toydrive-fcos}
+data: {name: toydrive, split: val}
+baseline: dense
+variants:
+  dense: {}
+  agp-60:
+    compress:
+      - prune: {method: global_magnitude, sparsity: 0.6, schedule: agp, steps: 3, prune_every: 2}
+    finetune: {epochs: 1, max_steps: 2, batch_size: 4}
+checks:
+  clean_map_drop: {metric: map, drop_max: 1.0}
+  size: {metric: size, measure: sparsity, min: 0.59}
+apply: {size: [agp-60]}
+"""
+
+
+def test_agp_variant_builds_prunes_gradually_and_reaches_the_target(
+    suite_dir: pytest.Pytester,
+) -> None:
+    (suite_dir.path / "suites" / "agp.yaml").write_text(SUITE)
+    result = suite_dir.runpytest("suites", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+    out = result.stdout.str()
+    for line in (
+        "global_magnitude agp 0/3: sparsity 0.000",
+        "global_magnitude agp 1/3: sparsity 0.422",  # 0.6 - 0.6 (2/3)^3
+        "global_magnitude agp 2/3: sparsity 0.578",  # 0.6 - 0.6 (1/3)^3
+        "global_magnitude agp 3/3: sparsity 0.600",
+    ):
+        assert line in out, out
+    assert "sparsity 0.60" in out  # the saved checkpoint
