@@ -13,7 +13,8 @@ from pathlib import Path
 from harness.data import toysigns
 from harness.data.classification import ClassificationData
 from harness.data.coco import CocoDetectionData
-from harness.data.toydrive import GENERATOR_VERSION, SPLITS, generate_toydrive
+from harness.data.generated import SPLITS
+from harness.data.toydrive import GENERATOR_VERSION, generate_toydrive
 
 
 def toydrive_dir(
@@ -49,6 +50,4 @@ def toysigns_dataset(
     """The toysigns ``train`` and ``val`` splits, generated under ``root`` on first use."""
     params = {"seed": seed, "n_train": n_train, "n_val": n_val, "image_size": image_size}
     paths = toysigns.generate_toysigns(toysigns_dir(root, **params), **params)
-    return {
-        split: ClassificationData.load(paths["images"], paths[split]) for split in toysigns.SPLITS
-    }
+    return {split: ClassificationData.load(paths["images"], paths[split]) for split in SPLITS}

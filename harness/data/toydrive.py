@@ -19,22 +19,16 @@ the global RNG), so the same parameters give byte-identical json and identical p
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-import os
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import PIL
-from filelock import FileLock
 from PIL import Image, ImageDraw
 
-from harness.errors import DataError
+from harness.data.generated import GeneratedDataset
 
 #: Bump whenever the generated json or pixels change for the same parameters.
 GENERATOR_VERSION = "3"
@@ -58,7 +52,6 @@ CLUSTER_PROBABILITY = 0.15  # an object is placed next to the previous one (occl
 CLUSTER_OFFSET = (0.5, 1.1)  # its centre offset, in half the sum of both widths
 MAX_OCCLUDED = 0.8  # objects hidden more than this are drawn but not annotated
 MIN_INSIDE = 0.3  # objects with less of their box inside the frame are not annotated
-SPLITS = ("train", "val")
 
 RGB = tuple[int, int, int]
 Point = tuple[float, float]
@@ -853,42 +846,19 @@ def apply_night(rng: np.random.Generator, img: np.ndarray, lights: list[_Light])
 # -- writing a dataset ------------------------------------------------------------------
 
 
-def _params(seed: int, n_train: int, n_val: int, image_size: int) -> dict[str, int]:
-    for name, value, low in (
-        ("n_train", n_train, 0),
-        ("n_val", n_val, 0),
-        ("image_size", image_size, 64),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise DataError(
-                f"toydrive parameter {name}={value!r} is invalid",
-                field=f"data.params.{name}",
-                hint=f"use an integer >= {low}",
-            )
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise DataError(
-            f"toydrive parameter seed={seed!r} is invalid",
-            field="data.params.seed",
-            hint="use a non-negative integer",
-        )
-    return {"seed": seed, "n_train": n_train, "n_val": n_val, "image_size": image_size}
-
-
-def _marker(params: dict[str, int]) -> dict[str, Any]:
-    return {"generator": "toydrive", "generator_version": GENERATOR_VERSION, "params": params}
-
-
-def _is_complete(out_dir: Path, params: dict[str, int]) -> bool:
-    try:
-        return json.loads((out_dir / "done.json").read_text())["marker"] == _marker(params)
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
+TOYDRIVE = GeneratedDataset(
+    name="toydrive",
+    version=GENERATOR_VERSION,
+    categories=[
+        {"id": i + 1, "name": n, "supercategory": "street"} for i, n in enumerate(TOYDRIVE_CLASSES)
+    ],
+    min_image_size=64,
+)
 
 
 def toydrive_paths(out_dir: Path) -> dict[str, Path]:
     """The files of a toydrive dataset in ``out_dir``: each split's json and ``images``."""
-    out_dir = Path(out_dir)
-    return {**{s: out_dir / f"{s}.json" for s in SPLITS}, "images": out_dir / "images"}
+    return TOYDRIVE.paths(out_dir)
 
 
 def generate_toydrive(
@@ -905,62 +875,31 @@ def generate_toydrive(
     Returns ``{"train": json, "val": json, "images": dir}``; ``file_name`` in the json
     files is relative to ``images``. Concurrent callers (xdist workers) generate once.
     """
-    params = _params(seed, n_train, n_val, image_size)
-    out_dir = Path(out_dir)
-    if _is_complete(out_dir, params):
-        return toydrive_paths(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(out_dir.parent / f".{out_dir.name}.lock")):
-        if _is_complete(out_dir, params):
-            return toydrive_paths(out_dir)
-        tmp = out_dir.parent / f".{out_dir.name}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)  # a leftover of a crashed run
-        _write_dataset(tmp, params, progress)
-        if out_dir.exists():  # stale: another version or other parameters
-            trash = out_dir.parent / f".{out_dir.name}.old"
-            shutil.rmtree(trash, ignore_errors=True)
-            os.replace(out_dir, trash)
-            shutil.rmtree(trash, ignore_errors=True)
-        os.replace(tmp, out_dir)
-    return toydrive_paths(out_dir)
+    params = TOYDRIVE.params(seed, n_train, n_val, image_size)
+    return TOYDRIVE.generate(out_dir, params, _write_split, progress)
 
 
-def _write_dataset(
-    root: Path, params: dict[str, int], progress: Callable[[str], None] | None
-) -> None:
-    categories = [
-        {"id": i + 1, "name": n, "supercategory": "street"} for i, n in enumerate(TOYDRIVE_CLASSES)
-    ]
-    counts = {}
-    for split_index, split in enumerate(SPLITS):
-        n = params[f"n_{split}"]
-        (root / "images" / split).mkdir(parents=True, exist_ok=True)
-        images, annotations = [], []
-        for index in range(n):
-            image_id = index + 1
-            rng = np.random.default_rng(
-                np.random.SeedSequence([params["seed"], split_index, index])
-            )
-            sc = scene(rng, params["image_size"])
-            file_name = f"{split}/{image_id:06d}.png"
-            Image.fromarray(sc.image).save(root / "images" / file_name, compress_level=1)
-            images.append(_image_entry(image_id, file_name, params["image_size"], sc.night))
-            for obj in sc.objects:
-                annotations.append(_annotation_entry(len(annotations) + 1, image_id, obj))
-            if progress is not None and (index + 1) % 500 == 0:
-                progress(f"toydrive {split}: {index + 1}/{n} images")
-        doc = {
-            "info": {"description": f"toydrive {split}", **_marker(params)},
-            "images": images,
-            "annotations": annotations,
-            "categories": categories,
-        }
-        (root / f"{split}.json").write_text(json.dumps(doc, separators=(",", ":")))
-        counts[split] = {"images": len(images), "annotations": len(annotations)}
-    digest = {s: _sha256(root / f"{s}.json") for s in SPLITS}
-    versions = {"numpy": np.__version__, "pillow": PIL.__version__}
-    marker = {"marker": _marker(params), "counts": counts, "sha256": digest, "versions": versions}
-    (root / "done.json").write_text(json.dumps(marker, indent=1, sort_keys=True))
+def _write_split(
+    root: Path,
+    split: str,
+    split_index: int,
+    params: dict[str, int],
+    progress: Callable[[str], None] | None,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    n = params[f"n_{split}"]
+    images, annotations = [], []
+    for index in range(n):
+        image_id = index + 1
+        rng = np.random.default_rng(np.random.SeedSequence([params["seed"], split_index, index]))
+        sc = scene(rng, params["image_size"])
+        file_name = f"{split}/{image_id:06d}.png"
+        Image.fromarray(sc.image).save(root / "images" / file_name, compress_level=1)
+        images.append(_image_entry(image_id, file_name, params["image_size"], sc.night))
+        for obj in sc.objects:
+            annotations.append(_annotation_entry(len(annotations) + 1, image_id, obj))
+        if progress is not None and (index + 1) % 500 == 0:
+            progress(f"toydrive {split}: {index + 1}/{n} images")
+    return images, annotations
 
 
 def _image_entry(image_id: int, file_name: str, size: int, night: bool) -> dict[str, Any]:
@@ -985,7 +924,3 @@ def _annotation_entry(ann_id: int, image_id: int, obj: dict[str, Any]) -> dict[s
         "occluded": obj["occluded"],
         "truncated": obj["truncated"],
     }
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()

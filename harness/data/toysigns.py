@@ -23,22 +23,16 @@ Pillow versions; ``done.json`` records them).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-import os
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import PIL
-from filelock import FileLock
 from PIL import Image, ImageDraw, ImageFilter
 
-from harness.errors import DataError
+from harness.data.generated import GeneratedDataset
 
 #: Bump whenever the generated json or pixels change for the same parameters.
 GENERATOR_VERSION = "1"
@@ -57,6 +51,15 @@ TOYSIGNS_CLASSES = (
     "turn_left",
     "turn_right",
     "priority_road",
+)
+
+TOYSIGNS = GeneratedDataset(
+    name="toysigns",
+    version=GENERATOR_VERSION,
+    categories=[
+        {"id": i + 1, "name": n, "supercategory": "sign"} for i, n in enumerate(TOYSIGNS_CLASSES)
+    ],
+    min_image_size=16,
 )
 
 #: Classes from the most to the least frequent; frequencies fall geometrically.
@@ -78,7 +81,6 @@ IMBALANCE = 8.0  # images of the most frequent class / images of the rarest
 DUSK_PROBABILITY = 0.3
 OCCLUSION_PROBABILITY = 0.3
 SUPERSAMPLE = 4  # signs and clutter are drawn at 4x the image size, then downsampled
-SPLITS = ("train", "val")
 
 RGB = tuple[int, int, int]
 Point = tuple[float, float]
@@ -449,37 +451,9 @@ def _lighting(rng: np.random.Generator, img: np.ndarray, dusk: bool) -> np.ndarr
 # -- writing a dataset ------------------------------------------------------------------
 
 
-def _params(seed: int, n_train: int, n_val: int, image_size: int) -> dict[str, int]:
-    for name, value, low in (
-        ("seed", seed, 0),
-        ("n_train", n_train, 0),
-        ("n_val", n_val, 0),
-        ("image_size", image_size, 16),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise DataError(
-                f"toysigns parameter {name}={value!r} is invalid",
-                field=f"data.params.{name}",
-                hint=f"use an integer >= {low}",
-            )
-    return {"seed": seed, "n_train": n_train, "n_val": n_val, "image_size": image_size}
-
-
-def _marker(params: dict[str, int]) -> dict[str, Any]:
-    return {"generator": "toysigns", "generator_version": GENERATOR_VERSION, "params": params}
-
-
-def _is_complete(out_dir: Path, params: dict[str, int]) -> bool:
-    try:
-        return json.loads((out_dir / "done.json").read_text())["marker"] == _marker(params)
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
-
-
 def toysigns_paths(out_dir: Path) -> dict[str, Path]:
     """The files of a toysigns dataset in ``out_dir``: each split's json and ``images``."""
-    out_dir = Path(out_dir)
-    return {**{s: out_dir / f"{s}.json" for s in SPLITS}, "images": out_dir / "images"}
+    return TOYSIGNS.paths(out_dir)
 
 
 def generate_toysigns(
@@ -496,24 +470,8 @@ def generate_toysigns(
     Returns ``{"train": json, "val": json, "images": dir}``; ``file_name`` in the json
     files is relative to ``images``. Concurrent callers (xdist workers) generate once.
     """
-    params = _params(seed, n_train, n_val, image_size)
-    out_dir = Path(out_dir)
-    if _is_complete(out_dir, params):
-        return toysigns_paths(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(out_dir.parent / f".{out_dir.name}.lock")):
-        if _is_complete(out_dir, params):
-            return toysigns_paths(out_dir)
-        tmp = out_dir.parent / f".{out_dir.name}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)  # a leftover of a crashed run
-        _write_dataset(tmp, params, progress)
-        if out_dir.exists():  # stale: another version or other parameters
-            trash = out_dir.parent / f".{out_dir.name}.old"
-            shutil.rmtree(trash, ignore_errors=True)
-            os.replace(out_dir, trash)
-            shutil.rmtree(trash, ignore_errors=True)
-        os.replace(tmp, out_dir)
-    return toysigns_paths(out_dir)
+    params = TOYSIGNS.params(seed, n_train, n_val, image_size)
+    return TOYSIGNS.generate(out_dir, params, _write_split, progress)
 
 
 def split_labels(seed: int, split_index: int, n: int) -> list[str]:
@@ -523,41 +481,26 @@ def split_labels(seed: int, split_index: int, n: int) -> list[str]:
     return [labels[i] for i in order]
 
 
-def _write_dataset(
-    root: Path, params: dict[str, int], progress: Callable[[str], None] | None
-) -> None:
-    categories = [
-        {"id": i + 1, "name": n, "supercategory": "sign"} for i, n in enumerate(TOYSIGNS_CLASSES)
-    ]
-    counts = {}
-    for split_index, split in enumerate(SPLITS):
-        n = params[f"n_{split}"]
-        (root / "images" / split).mkdir(parents=True, exist_ok=True)
-        images, annotations = [], []
-        for index, kind in enumerate(split_labels(params["seed"], split_index, n)):
-            image_id = index + 1
-            rng = np.random.default_rng(
-                np.random.SeedSequence([params["seed"], split_index, index])
-            )
-            sample = sign_image(rng, kind, params["image_size"])
-            file_name = f"{split}/{image_id:06d}.png"
-            Image.fromarray(sample.pixels).save(root / "images" / file_name, compress_level=1)
-            images.append(_image_entry(image_id, file_name, params["image_size"], sample))
-            annotations.append(_annotation_entry(image_id, kind, sample))
-            if progress is not None and (index + 1) % 1000 == 0:
-                progress(f"toysigns {split}: {index + 1}/{n} images")
-        doc = {
-            "info": {"description": f"toysigns {split}", **_marker(params)},
-            "images": images,
-            "annotations": annotations,
-            "categories": categories,
-        }
-        (root / f"{split}.json").write_text(json.dumps(doc, separators=(",", ":")))
-        counts[split] = {"images": len(images), "annotations": len(annotations)}
-    digest = {s: _sha256(root / f"{s}.json") for s in SPLITS}
-    versions = {"numpy": np.__version__, "pillow": PIL.__version__}
-    marker = {"marker": _marker(params), "counts": counts, "sha256": digest, "versions": versions}
-    (root / "done.json").write_text(json.dumps(marker, indent=1, sort_keys=True))
+def _write_split(
+    root: Path,
+    split: str,
+    split_index: int,
+    params: dict[str, int],
+    progress: Callable[[str], None] | None,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    n = params[f"n_{split}"]
+    images, annotations = [], []
+    for index, kind in enumerate(split_labels(params["seed"], split_index, n)):
+        image_id = index + 1
+        rng = np.random.default_rng(np.random.SeedSequence([params["seed"], split_index, index]))
+        sample = sign_image(rng, kind, params["image_size"])
+        file_name = f"{split}/{image_id:06d}.png"
+        Image.fromarray(sample.pixels).save(root / "images" / file_name, compress_level=1)
+        images.append(_image_entry(image_id, file_name, params["image_size"], sample))
+        annotations.append(_annotation_entry(image_id, kind, sample))
+        if progress is not None and (index + 1) % 1000 == 0:
+            progress(f"toysigns {split}: {index + 1}/{n} images")
+    return images, annotations
 
 
 def _image_entry(image_id: int, file_name: str, size: int, sample: SignImage) -> dict[str, Any]:
@@ -581,7 +524,3 @@ def _annotation_entry(image_id: int, kind: str, sample: SignImage) -> dict[str, 
         "iscrowd": 0,
         "occluded": sample.occluded,
     }
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()

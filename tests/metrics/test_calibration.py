@@ -18,6 +18,7 @@ from harness.metrics import METRICS
 from harness.metrics.calibration import ece, expected_calibration_error
 from harness.metrics.detection import coco_match
 from harness.predictions import ClassPredictions
+from tests.metrics.hand_cases import CROWD, A, B, C, Targets
 
 DYADIC = (1, 2, 4, 8, 16, 32)  # bin edges k/B exact in float32 and float64
 
@@ -157,20 +158,6 @@ def test_registered() -> None:
 
 
 # -- D-ECE ------------------------------------------------------------------------------
-
-A, B = (10.0, 10.0, 20.0, 20.0), (100.0, 100.0, 40.0, 40.0)  # image 1: A cat 1, B cat 2
-C, CROWD = (50.0, 50.0, 30.0, 30.0), (200.0, 200.0, 100.0, 100.0)  # image 2: cat 1
-
-
-class Targets:
-    """A duck-typed detection set: ``image_ids`` and ``coco_gt()``."""
-
-    def __init__(self, gt: dict[str, Any]) -> None:
-        self._gt = gt
-        self.image_ids = [img["id"] for img in gt["images"]]
-
-    def coco_gt(self) -> dict[str, Any]:
-        return self._gt
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ from harness.metrics.stability import (
     saliency_maps,
 )
 from harness.predictions import ClassPredictions
+from tests.metrics.hand_cases import CROWD, A, B, C, Targets
 from tests.metrics.test_classification_metrics import make_classification_data, one_hot_logits
 
 LABELS = [0, 0, 0, 1, 1, 2, 2]  # cat cat cat dog dog fox fox
@@ -61,21 +62,6 @@ def test_flip_rate_classification(data: ClassificationData) -> None:
     assert result.value == pytest.approx(5 / 7)
     assert result.details == {"n": 7, "flips": 5}
     assert flip_rate(base, base, data).value == 0.0
-
-
-A, B = (10.0, 10.0, 20.0, 20.0), (100.0, 100.0, 40.0, 40.0)  # image 1: A cat 1, B cat 2
-C, CROWD = (50.0, 50.0, 30.0, 30.0), (200.0, 200.0, 100.0, 100.0)  # image 2: cat 1
-
-
-class Targets:
-    """A duck-typed detection set: ``image_ids`` and ``coco_gt()``."""
-
-    def __init__(self, gt: dict[str, Any]) -> None:
-        self._gt = gt
-        self.image_ids = [img["id"] for img in gt["images"]]
-
-    def coco_gt(self) -> dict[str, Any]:
-        return self._gt
 
 
 def test_flip_rate_detection(coco_ref: SimpleNamespace) -> None:
