@@ -155,9 +155,7 @@ def corrupted_predictions(
                 session.cache, data, batch, seed=session.eval_seed(suite), progress=None
             )
             for job in batch:
-                session.predictions(
-                    suite, variant, data=data, corruption=job, images=lambda j=job, s=sets: s[j]
-                )
+                session.predictions(suite, variant, data=data, corruption=job, images=sets[job])
         session.progress(
             f"corruptions: {suite.spec.suite}/{variant} done in {time.perf_counter() - start:.1f}s"
         )

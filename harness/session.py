@@ -10,7 +10,7 @@ import copy
 import dataclasses
 import inspect
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -386,8 +386,8 @@ class HarnessSession:
     ) -> str:
         """Cache key of ``variant``'s predictions on ``data`` (clean or corrupted)."""
         parts: list[Any] = [self.checkpoint_key(suite, variant), data.fingerprint]
-        if corruption is not None:
-            parts += [list(corruption), self.eval_seed(suite), data.image_ids]
+        if corruption is not None:  # the fingerprint already covers the image set
+            parts += [list(corruption), self.eval_seed(suite)]
         return cache_key("pred", *parts, self.device.type)
 
     def cached_predictions(self, key: str) -> Predictions | None:
@@ -411,11 +411,11 @@ class HarnessSession:
         *,
         data: Any = None,
         corruption: tuple[str, int] | None = None,
-        images: Callable[[], dict[int, Any]] | None = None,
+        images: Mapping[int, Any] | None = None,
     ) -> Predictions:
         """``variant``'s predictions (cached on disk): on the evaluation data by default,
-        or on ``data``; with ``corruption`` = (name, severity), ``images()`` supplies the
-        corrupted uint8 images by image id."""
+        or on ``data``; with ``corruption`` = (name, severity), ``images`` holds the
+        corrupted uint8 images by image id (needed only when they are not cached)."""
         data = self.dataset(suite) if data is None else data
         key = self.prediction_key(suite, variant, data, corruption)
         if key in self._predictions:
@@ -428,9 +428,10 @@ class HarnessSession:
         def build(tmp: Path) -> dict[str, Any]:
             start = time.perf_counter()
             transform = None
-            if corruption is not None and images is not None:
-                corrupted = images()
-                transform = lambda _array, image_id: corrupted[image_id]  # noqa: E731
+            if corruption is not None:
+                if images is None:
+                    raise ValueError(f"predictions under {corruption} need the corrupted images")
+                transform = lambda _array, image_id: images[image_id]  # noqa: E731
             model = self.model(suite, variant)
             preds = ops.predict(model, data, device=self.device, transform=transform)
             preds.save(tmp / "predictions.safetensors")
