@@ -350,23 +350,23 @@ class HarnessSession:
         )
         return meta
 
-    def _train_steps(
-        self, suite: Suite, variant: str, train: Any
-    ) -> Callable[[nn.Module, int], None]:
-        """``train(model, steps)`` for schedules that interleave pruning and training: the
-        variant's fine-tune recipe (defaults without one), ``steps`` optimizer steps, a
-        new seed per burst."""
+    def _train_steps(self, suite: Suite, variant: str, train: Any) -> Callable[..., None]:
+        """``train(model, steps, regularizer=None)`` for schedules that interleave pruning
+        and training: the variant's fine-tune recipe (defaults without one), ``steps``
+        optimizer steps, a new seed per burst."""
         v = suite.spec.variants[variant]
         base = _recipe(v.finetune or FinetuneSpec(), self.seed(suite, variant))
         bursts = [0]
 
-        def train_steps(model: nn.Module, steps: int) -> None:
+        def train_steps(model: nn.Module, steps: int, regularizer: Any = None) -> None:
             epochs = -(-steps * base.batch_size // max(1, len(train)))  # ceil
             recipe = dataclasses.replace(
                 base, epochs=max(1, epochs), max_steps=steps, seed=base.seed + 1000 + bursts[0]
             )
             bursts[0] += 1
-            self.task(suite).train(model, train, recipe, self.device, lambda _line: None)
+            self.task(suite).train(
+                model, train, recipe, self.device, lambda _line: None, regularizer=regularizer
+            )
 
         return train_steps
 

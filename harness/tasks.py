@@ -18,7 +18,7 @@ from torch import nn
 from harness.data.classification import ClassificationData
 from harness.data.coco import CocoDetectionData
 from harness.evaluate import predict_classes, predict_detections
-from harness.train.finetune import TrainRecipe, load_training_set, train_detector
+from harness.train.finetune import Regularizer, TrainRecipe, load_training_set, train_detector
 
 Progress = Callable[[str], None]
 
@@ -32,7 +32,8 @@ class TaskOps:
     """The clean score corruption metrics are built on (P, mPC): ``map`` or ``accuracy``."""
     load_data: Callable[[Path, Path], Any]
     predict: Callable[..., Any]
-    train: Callable[[nn.Module, Any, TrainRecipe, torch.device, Progress], Any]
+    train: Callable[..., Any]
+    """``train(model, data, recipe, device, progress, regularizer=None)``: in place."""
     data_type: type
 
 
@@ -42,8 +43,12 @@ def _train_detection(
     recipe: TrainRecipe,
     device: torch.device,
     progress: Progress,
+    regularizer: Regularizer | None = None,
 ) -> Any:
-    return train_detector(model, _training_items(data), recipe, device=device, progress=progress)
+    items = _training_items(data)
+    return train_detector(
+        model, items, recipe, device=device, progress=progress, regularizer=regularizer
+    )
 
 
 _ITEMS: dict[str, Any] = {}
@@ -65,12 +70,15 @@ def _train_classification(
     recipe: TrainRecipe,
     device: torch.device,
     progress: Progress,
+    regularizer: Regularizer | None = None,
 ) -> Any:
     from harness.train.classify import train_classifier
 
     # no mirror images: signs, digits and arrows are not left-right symmetric
     recipe = dataclasses.replace(recipe, hflip=False)
-    return train_classifier(model, data, recipe, device=device, progress=progress)
+    return train_classifier(
+        model, data, recipe, device=device, progress=progress, regularizer=regularizer
+    )
 
 
 TASKS: dict[str, TaskOps] = {

@@ -21,14 +21,16 @@ class CompressContext:
 
     ``example_inputs``: a batch of real images (B, 3, H, W) in [0, 1] for tracing and
     calibration; ``seed``: the variant's seed; ``progress``: one-line status output;
-    ``train``: optional callable ``train(model, steps)`` that fine-tunes in place
-    (for schedules that interleave pruning and training).
+    ``train``: optional callable ``train(model, steps, regularizer=None)`` that
+    fine-tunes in place with the variant's recipe, adding ``regularizer(model)`` to
+    the loss when given (for schedules that interleave pruning and training, sparsity
+    penalties and learned masks).
     """
 
     example_inputs: torch.Tensor
     seed: int = 0
     progress: Callable[[str], None] = print
-    train: Callable[[nn.Module, int], None] | None = None
+    train: Callable[..., None] | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
 

@@ -27,6 +27,7 @@ from torch.nn import functional as F
 
 from harness.errors import DataError
 from harness.train.finetune import (
+    Regularizer,
     TrainRecipe,
     TrainResult,
     lr_factor,
@@ -107,10 +108,12 @@ def train_classifier(
     device: torch.device | str = "cpu",
     progress: Callable[[str], None] | None = None,
     on_step: Callable[[nn.Module, int], Any] | None = None,
+    regularizer: Regularizer | None = None,
 ) -> TrainResult:
     """Train ``model`` in place on ``data`` with cross-entropy and ``recipe``.
 
-    ``on_step(model, step)`` runs after every optimizer step (pruning schedules use it).
+    ``on_step(model, step)`` runs after every optimizer step (pruning schedules use it);
+    ``regularizer(model)`` is added to every batch's loss.
     ``progress`` receives one line per epoch (loss and training accuracy). The model
     is left in eval mode; the caller's global RNG state is left untouched.
     """
@@ -137,7 +140,7 @@ def train_classifier(
             index = torch.tensor(batch_indices, device=device)
             x = random_affine(images[index].float().div_(255), hflip=recipe.hflip)
             x = x.contiguous(memory_format=torch.channels_last)
-            epoch.add(*_step(model, x, labels[index], optimizer, params, recipe))
+            epoch.add(*_step(model, x, labels[index], optimizer, params, recipe, regularizer))
             scheduler.step()
             step += 1
             if on_step is not None:
@@ -160,10 +163,13 @@ def _step(
     optimizer: torch.optim.Optimizer,
     params: list[nn.Parameter],
     recipe: TrainRecipe,
+    regularizer: Regularizer | None = None,
 ) -> tuple[float, int, int]:
     """One optimizer step; returns the loss, the number correct and the batch size."""
     logits = model(x)
     loss = F.cross_entropy(logits, y)
+    if regularizer is not None:
+        loss = loss + regularizer(model)
     if not torch.isfinite(loss):
         raise FloatingPointError(f"training loss became {float(loss)}; lower the learning rate")
     optimizer.zero_grad(set_to_none=True)

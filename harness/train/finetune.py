@@ -21,6 +21,9 @@ from torch import nn
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+Regularizer = Callable[[nn.Module], torch.Tensor]
+"""An extra loss term computed from the model alone (e.g. an L1 penalty on BN scales)."""
+
 
 class DetectionData(Protocol):
     """What training needs of a dataset (``harness.data.CocoDetectionData`` fits)."""
@@ -99,10 +102,12 @@ def train_detector(
     device: torch.device | str = "cpu",
     progress: Callable[[str], None] | None = None,
     on_step: Callable[[nn.Module, int], Any] | None = None,
+    regularizer: Regularizer | None = None,
 ) -> TrainResult:
     """Train ``model`` in place on ``items`` (see ``load_training_set``) with ``recipe``.
 
-    ``on_step(model, step)`` runs after every optimizer step (pruning schedules use it).
+    ``on_step(model, step)`` runs after every optimizer step (pruning schedules use it);
+    ``regularizer(model)`` is added to every batch's loss (slimming, ops budgets).
     ``progress`` receives a line about every 10 % of the steps.
     """
     steps = total_steps(len(items), recipe)
@@ -123,7 +128,9 @@ def train_detector(
         batch_size = min(recipe.batch_size, len(items))
         for batch_indices in shuffled_batches(len(items), batch_size, steps, recipe.seed):
             batch = [_transformed(items[i], transform) for i in batch_indices]
-            value = _step(model, batch, optimizer, params, recipe.clip_grad_norm, device)
+            value = _step(
+                model, batch, optimizer, params, recipe.clip_grad_norm, device, regularizer
+            )
             scheduler.step()
             step += 1
             smoothed = value if math.isnan(smoothed) else 0.95 * smoothed + 0.05 * value
@@ -156,11 +163,14 @@ def _step(
     params: list[nn.Parameter],
     clip: float,
     device: torch.device,
+    regularizer: Regularizer | None = None,
 ) -> float:
-    """One optimizer step on the summed detection losses; returns the loss."""
+    """One optimizer step on the summed detection losses (+ regularizer); returns the loss."""
     images = [img.to(device) for img, _ in batch]
     targets = [{k: v.to(device) for k, v in t.items()} for _, t in batch]
     loss = sum(model(images, targets).values())
+    if regularizer is not None:
+        loss = loss + regularizer(model)
     if not torch.isfinite(loss):
         raise FloatingPointError(f"training loss became {float(loss)}; lower the learning rate")
     optimizer.zero_grad(set_to_none=True)
