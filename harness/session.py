@@ -351,17 +351,24 @@ class HarnessSession:
         return meta
 
     def _train_steps(self, suite: Suite, variant: str, train: Any) -> Callable[..., None]:
-        """``train(model, steps, regularizer=None)`` for schedules that interleave pruning
-        and training: the variant's fine-tune recipe (defaults without one), ``steps``
+        """``train(model, steps, regularizer=None, **overrides)`` for schedules that
+        interleave pruning and training: the variant's fine-tune recipe (defaults without
+        one; ``overrides`` replace ``TrainRecipe`` fields such as ``lr``), ``steps``
         optimizer steps, a new seed per burst."""
         v = suite.spec.variants[variant]
         base = _recipe(v.finetune or FinetuneSpec(), self.seed(suite, variant))
         bursts = [0]
 
-        def train_steps(model: nn.Module, steps: int, regularizer: Any = None) -> None:
+        def train_steps(
+            model: nn.Module, steps: int, regularizer: Any = None, **overrides: Any
+        ) -> None:
             epochs = -(-steps * base.batch_size // max(1, len(train)))  # ceil
             recipe = dataclasses.replace(
-                base, epochs=max(1, epochs), max_steps=steps, seed=base.seed + 1000 + bursts[0]
+                base,
+                epochs=max(1, epochs),
+                max_steps=steps,
+                seed=base.seed + 1000 + bursts[0],
+                **overrides,
             )
             bursts[0] += 1
             self.task(suite).train(

@@ -21,8 +21,9 @@ class CompressContext:
 
     ``example_inputs``: a batch of real images (B, 3, H, W) in [0, 1] for tracing and
     calibration; ``seed``: the variant's seed; ``progress``: one-line status output;
-    ``train``: optional callable ``train(model, steps, regularizer=None)`` that
-    fine-tunes in place with the variant's recipe, adding ``regularizer(model)`` to
+    ``train``: optional callable ``train(model, steps, regularizer=None, **overrides)``
+    that fine-tunes in place with the variant's recipe (``overrides``: ``TrainRecipe``
+    fields, e.g. ``lr``), adding ``regularizer(model)`` to
     the loss when given (for schedules that interleave pruning and training, sparsity
     penalties and learned masks).
     """
