@@ -418,14 +418,20 @@ class Cache:
         """
         kind_dir = self.root / kind
         tmp = kind_dir / f".tmp-{key}-{os.getpid()}-{secrets.token_hex(4)}"
-        tmp.mkdir()
         final = self.entry_dir(kind, key)
         try:
+            tmp.mkdir()
             meta = self._finish(tmp, build(tmp))
             old = self._move_aside(final)
             os.replace(tmp, final)
-        except BaseException:
+        except BaseException as exc:
             shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(exc, OSError) and _is_under(exc, kind_dir):
+                raise CacheError(
+                    f"cannot write cache entry {kind}/{key}: {exc.strerror or exc}",
+                    file=exc.filename,
+                    hint=f"free disk space or {_FIX}",
+                ) from None
             raise
         _fsync_dir(kind_dir)
         if old is not None:
@@ -541,6 +547,12 @@ def _delete(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
     else:
         path.unlink(missing_ok=True)
+
+
+def _is_under(exc: OSError, directory: Path) -> bool:
+    """Whether the file an ``OSError`` names lies in ``directory`` (a cache write failed)."""
+    name = exc.filename
+    return isinstance(name, str | os.PathLike) and Path(name).is_relative_to(directory)
 
 
 def _scratch_key(path: Path) -> str:

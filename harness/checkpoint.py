@@ -2,7 +2,9 @@
 
 A harness checkpoint is a directory holding ``model.safetensors`` (the state dict) and
 ``structure.json`` (layer sizes, see ``harness.compress.structure``); the cache writes
-``meta.json`` beside them. User checkpoints are single ``.safetensors`` or ``.pt``
+``meta.json`` beside them. Quantized models store int tensors with their scales and zero
+points, and a ``quantization`` record in ``structure.json`` from which the quantized
+graph is rebuilt at load. User checkpoints are single ``.safetensors`` or ``.pt``
 state dicts; ``.pt`` files are read with ``torch.load(weights_only=True)`` only.
 """
 
@@ -17,6 +19,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from harness.compress.qstate import decode_state, encode_state
+from harness.compress.quantize import QuantRecord, quantization_record, rebuild_quantized
 from harness.compress.structure import (
     ARCH_HINT,
     REBUILD_HINT,
@@ -28,6 +32,7 @@ from harness.errors import CheckpointError
 
 WEIGHTS_FILE = "model.safetensors"
 STRUCTURE_FILE = "structure.json"
+QUANTIZATION_KEY = "quantization"  # in structure.json of a quantized model
 TORCH_SUFFIXES = (".pt", ".pth", ".bin")
 STATE_DICT_KEYS = ("state_dict", "model", "model_state_dict")
 
@@ -53,9 +58,14 @@ def _fold_masks(state: Mapping[str, torch.Tensor]) -> StateDict:
 
 def plain_state_dict(model: nn.Module) -> StateDict:
     """``model``'s state dict ready for safetensors: masks folded in, CPU, contiguous, unshared."""
+    return _safetensors_ready(_fold_masks(model.state_dict()))
+
+
+def _safetensors_ready(state: Mapping[str, torch.Tensor]) -> StateDict:
+    """Detached CPU tensors, each contiguous with a storage of its own (safetensors needs it)."""
     out: StateDict = {}
     seen: set[int] = set()
-    for key, value in _fold_masks(model.state_dict()).items():
+    for key, value in state.items():
         tensor = value.detach().cpu()
         storage = tensor.untyped_storage()
         shared = storage.data_ptr() in seen
@@ -79,9 +89,30 @@ def save_checkpoint(model: nn.Module, directory: Path, *, meta: dict[str, Any]) 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     header = {"harness_meta": json.dumps(meta, sort_keys=True, default=str)}
-    save_file(plain_state_dict(model), str(directory / WEIGHTS_FILE), metadata=header)
-    text = json.dumps(structure_of(model), indent=1, sort_keys=True)
+    tensors, structure = _serialised(model)
+    save_file(tensors, str(directory / WEIGHTS_FILE), metadata=header)
+    text = json.dumps(structure, indent=1, sort_keys=True)
     (directory / STRUCTURE_FILE).write_text(text + "\n")
+
+
+def _serialised(model: nn.Module) -> tuple[StateDict, dict[str, Any]]:
+    """The tensors and the ``structure.json`` content that a checkpoint of ``model`` holds.
+
+    A quantized model (``harness.compress.quantize``) is saved as its int tensors,
+    scales and zero points (``harness.compress.qstate``); its structure is the float
+    model's plus a ``quantization`` record from which loading rebuilds the graph.
+    """
+    record = quantization_record(model)
+    if record is None:
+        return plain_state_dict(model), structure_of(model)
+    tensors, layout = encode_state(model.state_dict(), record.weight_bits)
+    quantization = {**record.to_json(), "layout": layout}
+    return _safetensors_ready(tensors), {**record.float_structure, QUANTIZATION_KEY: quantization}
+
+
+def checkpoint_tensors(model: nn.Module) -> StateDict:
+    """What ``save_checkpoint`` writes to ``model.safetensors`` for ``model``."""
+    return _serialised(model)[0]
 
 
 def _read_safetensors(path: Path, *, hint: str) -> StateDict:
@@ -120,12 +151,42 @@ def load_checkpoint(model_builder: Callable[[], nn.Module], directory: Path) -> 
     state = _read_safetensors(weights, hint=REBUILD_HINT)
     structure = _read_structure(directory / STRUCTURE_FILE)
     model = model_builder()
+    quantization = structure.get(QUANTIZATION_KEY)
     try:
+        if quantization is not None:
+            return _load_quantized(model, structure, state, weights)
         apply_structure(model, structure, state)
     except CheckpointError as err:
         raise err.with_context(file=weights) from None
     _load_strict(model, state, weights)
     return model
+
+
+def _load_quantized(
+    model: nn.Module, structure: dict[str, Any], tensors: StateDict, path: Path
+) -> nn.Module:
+    """Resize the float ``model`` to the saved structure, rebuild the quantized graph the
+    record describes, and load the decoded int tensors into it (strict)."""
+    quantization = structure[QUANTIZATION_KEY]
+    float_structure = {k: v for k, v in structure.items() if k != QUANTIZATION_KEY}
+    record = QuantRecord.from_json(quantization, float_structure)
+    shapes = {k: torch.empty(s, device="meta") for k, s in record.float_shapes.items()}
+    apply_structure(model, float_structure, shapes)
+    quantized = rebuild_quantized(model, record)
+    try:
+        state = decode_state(tensors, quantization.get("layout") or {})
+    except (RuntimeError, ValueError, TypeError) as exc:
+        raise CheckpointError(f"corrupt quantized tensors ({exc})", hint=REBUILD_HINT) from None
+    expected = quantized.state_dict().keys()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        first = f"missing key {missing[0]}" if missing else f"unexpected key {unexpected[0]}"
+        raise CheckpointError(
+            f"quantized checkpoint does not fit the rebuilt model: {first}", hint=REBUILD_HINT
+        )
+    _load_strict(quantized, state, path)
+    return quantized
 
 
 def _load_strict(model: nn.Module, state: Mapping[str, torch.Tensor], path: Path) -> None:
@@ -225,5 +286,27 @@ def load_user_weights(model: nn.Module, path: Path) -> nn.Module:
         raise CheckpointError(
             f"checkpoint does not fit {type(model).__name__}: {problem}", file=path, hint=ARCH_HINT
         )
+    _check_values(model, state, path)
     _load_strict(model, state, path)
     return model
+
+
+def _check_values(model: nn.Module, state: Mapping[str, torch.Tensor], path: Path) -> None:
+    """Refuse non-float tensors for float parameters (load_state_dict would cast them
+    silently) and NaN weights (every prediction would be NaN)."""
+    expected = model.state_dict()
+    for key, value in state.items():
+        want = expected[key]
+        if want.is_floating_point() and not value.is_floating_point():
+            raise CheckpointError(
+                f"tensor '{key}' is {value.dtype}, the model expects {want.dtype}",
+                file=path,
+                hint="save the float weights (dequantize first), e.g. "
+                "safetensors.torch.save_file(model.float().state_dict(), path)",
+            )
+        if value.is_floating_point() and bool(torch.isnan(value).any()):
+            raise CheckpointError(
+                f"tensor '{key}' holds NaN values",
+                file=path,
+                hint="save weights from before training diverged",
+            )

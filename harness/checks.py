@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.metrics.registry import MetricInfo
 from harness.spec import CheckSpec, Decision, Thresholds, decide, reduce_per_class
+from harness.spec.thresholds import Interval
+
+if TYPE_CHECKING:
+    from harness.stats import Anova, RunTest
 
 _REDUCE_LABEL = {
     "worst": "worst per-class {m}",
@@ -30,6 +35,73 @@ class CheckSkipped(Exception):
 
 
 @dataclass(frozen=True)
+class GateStatistics:
+    """What stands behind a statistical decision: repeated runs (seeds and per-run
+    values of the gated value), confidence intervals per gated quantity (paired
+    bootstrap over images, or t-intervals across runs), and an informational ANOVA."""
+
+    decide: str = "point"
+    method: str = ""
+    """``bootstrap`` (over images), ``paired_t`` (across runs) or empty (no interval)."""
+    intervals: dict[str, Interval] = field(default_factory=dict)
+    resamples: int | None = None
+    seeds: list[int] = field(default_factory=list)
+    run_values: list[float] = field(default_factory=list)
+    t_tests: list[RunTest] = field(default_factory=list)
+    anova: Anova | None = None
+
+    @property
+    def runs(self) -> int:
+        return len(self.run_values)
+
+    @property
+    def std(self) -> float:
+        """Sample standard deviation of the per-run values (NaN for one run)."""
+        n = len(self.run_values)
+        if n < 2:
+            return math.nan
+        mean = math.fsum(self.run_values) / n
+        return math.sqrt(math.fsum((v - mean) ** 2 for v in self.run_values) / (n - 1))
+
+    def notes(self, value_label: str) -> list[str]:
+        """Context-line parts, e.g. ``95% CI of drop [0.081, 0.143]``."""
+        out: list[str] = []
+        if self.method == "bootstrap":
+            for quantity, ci in self.intervals.items():
+                what = value_label if quantity == "value" else quantity
+                out.append(f"{ci.describe().replace(' CI ', f' CI of {what} ')}")
+        out += [t.describe() for t in self.t_tests]
+        if self.anova is not None:
+            out.append(self.anova.describe())
+        return out
+
+    def properties(self) -> dict[str, Any]:
+        """Flat values for JUnit properties (``harness_`` is prefixed by the caller)."""
+        props: dict[str, Any] = {}
+        if self.method:
+            props["decide"] = self.decide
+            props["interval"] = self.method
+        for quantity, ci in self.intervals.items():
+            props["confidence"] = ci.confidence
+            props[f"ci_{quantity}_low"] = ci.low
+            props[f"ci_{quantity}_high"] = ci.high
+        if self.resamples is not None:
+            props["resamples"] = self.resamples
+        if self.runs > 1:
+            props["runs"] = self.runs
+            props["seeds"] = ",".join(map(str, self.seeds))
+            props["run_values"] = ",".join(f"{v:.6g}" for v in self.run_values)
+            props["value_std"] = self.std
+        for t in self.t_tests:
+            props[f"t_{t.limit.key}_statistic"] = t.statistic
+            props[f"t_{t.limit.key}_p"] = t.pvalue
+        if self.anova is not None:
+            props["anova_f"] = self.anova.f
+            props["anova_p"] = self.anova.p
+        return props
+
+
+@dataclass(frozen=True)
 class CheckOutcome:
     """The result of one gate, with everything a failure message or report needs."""
 
@@ -48,6 +120,7 @@ class CheckOutcome:
     per_class: dict[str, float] | None = None
     baseline_per_class: dict[str, float] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    statistics: GateStatistics | None = None
 
     @property
     def passed(self) -> bool:
@@ -61,6 +134,8 @@ class CheckOutcome:
     def headline(self) -> str:
         """First line: value, the class it comes from, and the violated thresholds."""
         text = f"{self.label()} {_fmt(self.value)}"
+        if self.statistics is not None and self.statistics.runs > 1:
+            text += f" ± {_fmt(self.statistics.std)} (mean of {self.statistics.runs} runs)"
         if self.worst_class is not None and self.per_class is not None:
             cand = self.per_class.get(self.worst_class, math.nan)
             if self.baseline_per_class is not None:
@@ -72,16 +147,24 @@ class CheckOutcome:
             text += f" (baseline {_fmt(self.baseline_value)})"
         if self.decision.violations:
             # "value 0.112 > max 0.08" → "> max 0.08": the value is already on the line
-            text += " " + "; ".join(re.sub(r"^value \S+ ", "", v) for v in self.decision.violations)
+            text += " " + "; ".join(_VALUE.sub("", v) for v in self.decision.violations)
         else:
             text += f" within {self.thresholds.describe()}"
         return text
 
     def context_line(self) -> str:
-        """Second line: baseline variant, number of images, seed, and a metric's note."""
-        text = f"baseline '{self.baseline_variant}' | {self.n_images} images | seed {self.seed}"
-        note = self.extra.get("note")
-        return f"{text} | {note}" if note else text
+        """Second line: baseline variant, number of images, seed(s), a metric's note, and
+        the statistics (confidence intervals, t-tests, ANOVA)."""
+        stats = self.statistics
+        seeds = f"seed {self.seed}"
+        if stats is not None and stats.runs > 1:
+            seeds = f"seeds {', '.join(map(str, stats.seeds))} ({stats.runs} runs)"
+        parts = [f"baseline '{self.baseline_variant}'", f"{self.n_images} images", seeds]
+        if self.extra.get("note"):
+            parts.append(self.extra["note"])
+        if stats is not None:
+            parts += stats.notes(self.label())
+        return " | ".join(parts)
 
     def message(self) -> str:
         return f"{self.headline()}\n{self.context_line()}"
@@ -101,26 +184,39 @@ class CheckOutcome:
         for key, value in self.extra.get("details", {}).items():
             if isinstance(value, int | float | str | bool):
                 props[f"harness_{key}"] = value
+        if self.statistics is not None:
+            props.update({f"harness_{k}": v for k, v in self.statistics.properties().items()})
         return props
+
+
+_VALUE = re.compile(r"^value (?:(?!\S+ CI)\S+ )?")
+"""A violation's leading ``value 0.4 `` (or ``value `` of ``value 95% CI ...``): the
+headline already shows the value."""
 
 
 def _fmt(x: float) -> str:
     return "nan" if x is None or math.isnan(x) else f"{x:.3f}"
 
 
-def decide_check(
-    *,
+@dataclass(frozen=True)
+class Reduced:
+    """A check's gated value: ``value`` (per-class values reduced), the baseline's value
+    as shown, ``compare_to`` (what relative thresholds compare with; None for
+    ``worst_drop``, which already compares) and the class a per-class value comes from."""
+
+    value: float
+    baseline_value: float | None
+    compare_to: float | None
+    worst_class: str | None
+
+
+def reduce_check(
     check: CheckSpec,
     info: MetricInfo,
     candidate: float | dict[str, float],
     baseline: float | dict[str, float] | None,
-) -> tuple[float, float | None, Decision, str | None]:
-    """Reduce per-class values if needed, then apply the check's thresholds.
-
-    Returns ``(value, baseline_value, decision, worst_class)``.
-    """
-    thresholds = Thresholds.from_check(check)
-    worst_class = None
+) -> Reduced:
+    """Reduce per-class values (``check.reduce``) of the candidate and its baseline."""
     if isinstance(candidate, dict):
         base_map = baseline if isinstance(baseline, dict) else None
         value, worst_class = reduce_per_class(
@@ -132,6 +228,27 @@ def decide_check(
                 base_map, None, check.reduce, info.higher_is_better
             )
         compare_to = None if check.reduce == "worst_drop" else baseline_value
-        return value, baseline_value, decide(thresholds, value, compare_to), worst_class
+        return Reduced(value, baseline_value, compare_to, worst_class)
     base_value = float(baseline) if isinstance(baseline, int | float) else None
-    return float(candidate), base_value, decide(thresholds, float(candidate), base_value), None
+    return Reduced(float(candidate), base_value, base_value, None)
+
+
+def decide_check(
+    *,
+    check: CheckSpec,
+    info: MetricInfo,
+    candidate: float | dict[str, float],
+    baseline: float | dict[str, float] | None,
+    intervals: Mapping[str, Interval] | None = None,
+) -> tuple[float, float | None, Decision, str | None]:
+    """Reduce per-class values if needed, then apply the check's thresholds: to the
+    value, or with ``intervals`` (per gated quantity) as ``check.decide`` says.
+
+    Returns ``(value, baseline_value, decision, worst_class)``.
+    """
+    r = reduce_check(check, info, candidate, baseline)
+    mode = check.decide if intervals else "point"
+    decision = decide(
+        Thresholds.from_check(check), r.value, r.compare_to, intervals=intervals, mode=mode
+    )
+    return r.value, r.baseline_value, decision, r.worst_class

@@ -1,4 +1,4 @@
-"""The ``harness`` console script: validate suites, inspect the cache, generate data.
+"""The ``harness`` console script: validate or show suites, inspect the cache, generate data.
 
 Exit codes: 0 success, 1 problems found (invalid suite, corrupt cache entry),
 2 bad usage.
@@ -7,6 +7,7 @@ Exit codes: 0 success, 1 problems found (invalid suite, corrupt cache entry),
 from __future__ import annotations
 
 import argparse
+import re
 import signal
 import sys
 from collections.abc import Sequence
@@ -47,15 +48,58 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+def cmd_show(args: argparse.Namespace) -> int:
+    """Print a suite's plan without building anything."""
+    from harness.plan import inspecting_session, render_plan
+    from harness.session import HarnessOptions, HarnessSession
+
+    path = Path(args.suite)
+    if not path.is_file():
+        raise HarnessError("no such suite file", file=path, hint="pass a suite .yaml file")
+    options = HarnessOptions(
+        cache_dir=args.cache,
+        device="cpu",
+        seed=args.seed,
+        limit=args.limit,
+        data_root=args.data_root,
+    )
+    session = inspecting_session(HarnessSession(options, progress=lambda _line: None))
+    try:
+        suite = session.suite(path)
+    except HarnessError as err:
+        print(f"INVALID {err}")
+        return 1
+    print(render_plan(suite, session))
+    return 0
+
+
+def _positive(text: str) -> int:
+    value = int(text) if text.isdigit() else 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number of images, got {text!r}")
+    return value
+
+
+def _seed(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a seed >= 0, got {text!r}")
+    return int(text)
+
+
 def cmd_cache(args: argparse.Namespace) -> int:
     """List, verify or clear the cache."""
     cache = Cache.from_env(args.cache)
     if args.action == "ls":
-        for entry in cache.ls():
+        total = 0
+        entries = cache.ls()
+        for entry in entries:
             size = sum(f.stat().st_size for f in entry.path.rglob("*") if f.is_file())
+            total += size
             label = entry.meta.get("variant") or entry.meta.get("images") or ""
             created = entry.meta.get("created", "")
             print(f"{entry.kind:6} {entry.key[:16]}  {size / 1e6:8.2f} MB  {created}  {label}")
+        n = len(entries)
+        print(f"{n} entr{'y' if n == 1 else 'ies'}, {total / 1e6:.2f} MB in {cache.root}")
         return 0
     if args.action == "verify":
         problems = cache.verify()
@@ -63,6 +107,10 @@ def cmd_cache(args: argparse.Namespace) -> int:
             print(f"CORRUPT {getattr(where, 'path', where)}: {reason}")
         print(f"{len(problems)} problem(s) in {cache.root}")
         return 1 if problems else 0
+    if args.kind is not None and not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.=+-]*", args.kind):
+        raise HarnessError(
+            f"cache kind {args.kind!r} is not a name", field="--kind", hint="e.g. --kind ckpt"
+        )
     removed = cache.clear(args.kind)
     print(f"removed {removed} entr{'y' if removed == 1 else 'ies'} from {cache.root}")
     return 0
@@ -87,6 +135,17 @@ def build_parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check suite files against the schema")
     validate.add_argument("suites", nargs="+", help="suite files or directories")
     validate.set_defaults(fn=cmd_validate)
+    show = sub.add_parser(
+        "show", help="the plan of a suite: variants, recipes, checks, cached checkpoints"
+    )
+    show.add_argument("suite", help="a suite file")
+    show.add_argument(
+        "--cache", default=None, help="cache dir (default $HARNESS_CACHE or ./.harness-cache)"
+    )
+    show.add_argument("--data-root", default=None, help="as pytest --harness-data-root")
+    show.add_argument("--limit", type=_positive, default=None, help="as pytest --harness-limit")
+    show.add_argument("--seed", type=_seed, default=None, help="as pytest --harness-seed")
+    show.set_defaults(fn=cmd_show)
     cache = sub.add_parser("cache", help="inspect or clear the checkpoint/prediction cache")
     cache.add_argument("action", choices=["ls", "verify", "clear"])
     cache.add_argument("--kind", default=None, help="with clear: only this kind (ckpt, pred, ...)")

@@ -16,18 +16,28 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from harness.baselines import apply_snapshot
 from harness.cache import cache_key
-from harness.checks import CheckOutcome, CheckSkipped, decide_check
+from harness.checks import (
+    CheckOutcome,
+    CheckSkipped,
+    GateStatistics,
+    Reduced,
+    decide_check,
+    reduce_check,
+)
 from harness.errors import HarnessError
 from harness.metrics import METRICS, MetricInfo, MetricResult
 from harness.metrics.context import CorruptionGrid, ModelContext
 from harness.predictions import Predictions
 from harness.spec import CheckSpec, Suite, Thresholds
 from harness.spec.loader import canonical_json
+from harness.spec.thresholds import Interval, gated_quantities
 from harness.versions import stamps
 
 if TYPE_CHECKING:
     from harness.session import HarnessSession
+    from harness.stats import Anova, BootstrapResult
 
 Job = tuple[str, int]
 DEFAULT_SEVERITIES = (1, 2, 3, 4, 5)
@@ -70,25 +80,43 @@ def measure(session: HarnessSession, suite: Suite, variant: str, check_name: str
         return _wrap(info(grid, **check.params), len(data), _grid_note(check))
     if check.corruptions:
         return _mean_over_corruptions(session, suite, variant, check, info, data)
+    inputs = metric_inputs(session, suite, variant, info, data)
+    return _wrap(info(*inputs, **check.params), len(data))
+
+
+def metric_inputs(
+    session: HarnessSession, suite: Suite, variant: str, info: MetricInfo, data: Any
+) -> tuple[Any, ...]:
+    """A prediction metric's positional inputs: ``(preds, data)``, or ``(preds,
+    baseline_preds, data)`` for a ``pair`` metric."""
     preds = session.predictions(suite, variant).subset(data.image_ids)
     if info.inputs == "pair":
         base = session.predictions(suite, suite.spec.baseline).subset(data.image_ids)
-        return _wrap(info(preds, base, data, **check.params), len(data))
-    return _wrap(info(preds, data, **check.params), len(data))
+        return preds, base, data
+    return preds, data
 
 
 def run_check(session: HarnessSession, suite: Suite, variant: str, check_name: str) -> CheckOutcome:
-    """Evaluate one gate: candidate and baseline values, reduction and decision."""
+    """Evaluate one gate: candidate and baseline values (means over a variant's runs),
+    reduction, statistics (``confidence``, ``runs_test``, ``anova``) and decision."""
     spec = suite.spec
     check = spec.checks[check_name]
     info = METRICS.get(check.metric)
-    cand = measure(session, suite, variant, check_name)
+    cand = measure_runs(session, suite, variant, check_name)
     base = None
     if variant != spec.baseline and not info.compares_with_baseline:
-        base = measure(session, suite, spec.baseline, check_name)
+        base = measure_runs(session, suite, spec.baseline, check_name)
+    cand_value = mean_value([m.value for m in cand])
+    base_value = None if base is None else mean_value([m.value for m in base])
+    stats = gate_statistics(session, suite, variant, check_name, cand, base)
     value, baseline_value, decision, worst = decide_check(
-        check=check, info=info, candidate=cand.value, baseline=None if base is None else base.value
+        check=check,
+        info=info,
+        candidate=cand_value,
+        baseline=base_value,
+        intervals=stats.intervals if stats is not None else None,
     )
+    decision, snapshot = apply_snapshot(session, suite, variant, check_name, value, decision)
     return CheckOutcome(
         suite=spec.suite,
         variant=variant,
@@ -99,20 +127,189 @@ def run_check(session: HarnessSession, suite: Suite, variant: str, check_name: s
         decision=decision,
         thresholds=Thresholds.from_check(check),
         baseline_variant=spec.baseline,
-        n_images=cand.n_images,
+        n_images=cand[0].n_images,
         seed=session.seed(suite, variant),
         worst_class=worst,
-        per_class=cand.value if isinstance(cand.value, dict) else None,
-        baseline_per_class=base.value
-        if base is not None and isinstance(base.value, dict)
-        else None,
+        per_class=cand_value if isinstance(cand_value, dict) else None,
+        baseline_per_class=base_value if isinstance(base_value, dict) else None,
         extra={
             "reduce": check.reduce or "",
-            "note": cand.note,
-            "details": cand.details,
-            "baseline_details": base.details if base is not None else {},
+            "note": cand[0].note,
+            "details": cand[0].details,
+            "baseline_details": base[0].details if base is not None else {},
+            "snapshot": snapshot,
         },
+        statistics=stats,
     )
+
+
+# -- repeated runs and statistics -------------------------------------------------------
+def measure_runs(
+    session: HarnessSession, suite: Suite, variant: str, check_name: str
+) -> list[Measurement]:
+    """``measure`` of each run of ``variant`` (``runs: N``: seeds seed..seed+N-1)."""
+    runs = suite.spec.variants[variant].runs
+    return [
+        measure(session, *session.run_variant(suite, variant, r), check_name) for r in range(runs)
+    ]
+
+
+def mean_value(values: Sequence[float | dict[str, float]]) -> float | dict[str, float]:
+    """The mean over runs of a scalar or of per-class values (class by class)."""
+    if isinstance(values[0], dict):
+        first = values[0]
+        return {k: math.fsum(v[k] for v in values) / len(values) for k in first}  # type: ignore[index]
+    return math.fsum(values) / len(values)  # type: ignore[arg-type]
+
+
+def gate_statistics(
+    session: HarnessSession,
+    suite: Suite,
+    variant: str,
+    check_name: str,
+    cand: list[Measurement],
+    base: list[Measurement] | None,
+) -> GateStatistics | None:
+    """Per-run values, intervals (bootstrap or t) and ANOVA of one gate; None when the
+    check uses no statistics and the variant runs once."""
+    from harness import stats
+
+    check = suite.spec.checks[check_name]
+    if len(cand) == 1 and check.confidence is None and not check.anova:
+        return None
+    per_run = _per_run(suite, check_name, cand, base)
+    intervals: dict[str, Interval] = {}
+    t_tests = []
+    resamples = None
+    if check.runs_test is not None and check.confidence is not None:
+        for lim in Thresholds.from_check(check).limits():
+            quantity = [_quantities(r)[lim.quantity] for r in per_run]
+            t_tests.append(stats.run_t_test(quantity, lim, confidence=check.confidence))
+            intervals[lim.quantity] = t_tests[-1].interval
+    elif check.bootstrap:
+        result = _bootstrap(session, suite, variant, check_name, base is not None)
+        names = Thresholds.from_check(check).quantities()
+        intervals = dict(zip(names, result.intervals, strict=True))
+        resamples = result.resamples
+    return GateStatistics(
+        decide=check.decide,
+        method="paired_t" if t_tests else "bootstrap" if intervals else "",
+        intervals=intervals,
+        resamples=resamples,
+        seeds=[session.seed(*session.run_variant(suite, variant, r)) for r in range(len(cand))],
+        run_values=[r.value for r in per_run],
+        t_tests=t_tests,
+        anova=_anova(session, suite, check_name) if check.anova else None,
+    )
+
+
+def _per_run(
+    suite: Suite, check_name: str, cand: list[Measurement], base: list[Measurement] | None
+) -> list[Reduced]:
+    """Each run's reduced value, against the baseline run of the same seed when the
+    baseline runs as often, else against the baseline's mean."""
+    check = suite.spec.checks[check_name]
+    info = METRICS.get(check.metric)
+    paired = base is not None and len(base) == len(cand)
+    base_mean = None if base is None else mean_value([m.value for m in base])
+    return [
+        reduce_check(check, info, m.value, base[r].value if paired else base_mean)  # type: ignore[index]
+        for r, m in enumerate(cand)
+    ]
+
+
+def _quantities(r: Reduced) -> dict[str, float]:
+    if r.compare_to is None:
+        return {"value": r.value}
+    return gated_quantities(r.value, r.compare_to)
+
+
+def _bootstrap(
+    session: HarnessSession, suite: Suite, variant: str, check_name: str, with_baseline: bool
+) -> BootstrapResult:
+    """Paired bootstrap over the check's images of the gated quantities; candidate and
+    baseline are means over their runs, recomputed on the same image multisets."""
+    from harness.metrics.resample import resampled_values
+    from harness.stats import DEFAULT_RESAMPLES, paired_bootstrap
+
+    check = suite.spec.checks[check_name]
+    info = METRICS.get(check.metric)
+    task = session.task(suite).name
+    data = check_data(session, suite, check_name)
+
+    def run_values(name: str) -> list[Any]:
+        runs = suite.spec.variants[name].runs
+        pairs = [session.run_variant(suite, name, r) for r in range(runs)]
+        inputs = [metric_inputs(session, s, v, info, data) for s, v in pairs]
+        return [resampled_values(info, task, args, check.params) for args in inputs]
+
+    cand_fns = run_values(variant)
+    base_fns = run_values(suite.spec.baseline) if with_baseline else []
+    names = Thresholds.from_check(check).quantities()
+
+    def statistic(counts: np.ndarray) -> np.ndarray:
+        cand = _mean_resampled([f(counts) for f in cand_fns])
+        base = _mean_resampled([f(counts) for f in base_fns]) if base_fns else None
+        rows = []
+        for b in range(len(counts)):
+            try:
+                r = reduce_check(
+                    check, info, _row(cand, b), None if base is None else _row(base, b)
+                )
+                q = _quantities(r)
+                rows.append([q.get(name, math.nan) for name in names])
+            except HarnessError:  # e.g. no class with ground truth in this resample
+                rows.append([math.nan] * len(names))
+        return np.asarray(rows, dtype=np.float64).T
+
+    start = time.perf_counter()
+    result = paired_bootstrap(
+        statistic,
+        len(data),
+        confidence=check.confidence,  # type: ignore[arg-type]
+        resamples=check.resamples or DEFAULT_RESAMPLES,
+        seed=session.eval_seed(suite),
+    )
+    session.progress(
+        f"bootstrap: {suite.spec.suite}/{variant}::{check_name} {result.resamples} resamples "
+        f"of {len(data)} images in {time.perf_counter() - start:.1f}s"
+    )
+    return result
+
+
+def _mean_resampled(values: list[Any]) -> Any:
+    """Mean over runs of resampled values: (B,) arrays, or dicts of (B,) arrays."""
+    if isinstance(values[0], dict):
+        return {k: np.mean([v[k] for v in values], axis=0) for k in values[0]}
+    return np.mean(values, axis=0)
+
+
+def _row(values: Any, b: int) -> float | dict[str, float]:
+    if isinstance(values, dict):
+        return {k: float(v[b]) for k, v in values.items()}
+    return float(values[b])
+
+
+def _anova(session: HarnessSession, suite: Suite, check_name: str) -> Anova:
+    """One-way ANOVA of the check's per-run values across the variants it gates (and the
+    baseline, when its own value is meaningful); memoized per suite and check."""
+    from harness.stats import one_way_anova
+
+    key = ("anova", suite.path, check_name)
+    if key not in session.memo:
+        spec = suite.spec
+        info = METRICS.get(spec.checks[check_name].metric)
+        base = measure_runs(session, suite, spec.baseline, check_name)
+        groups: dict[str, list[float]] = {}
+        if not info.compares_with_baseline and spec.checks[check_name].reduce != "worst_drop":
+            groups[spec.baseline] = [r.value for r in _per_run(suite, check_name, base, None)]
+        for v in spec.variants:
+            if v != spec.baseline and spec.gates(v, check_name):
+                runs = measure_runs(session, suite, v, check_name)
+                ref = None if info.compares_with_baseline else base
+                groups[v] = [r.value for r in _per_run(suite, check_name, runs, ref)]
+        session.memo[key] = one_way_anova(groups)
+    return session.memo[key]
 
 
 def _per_class(m: Measurement | None) -> dict[str, float] | None:
@@ -276,7 +473,12 @@ def _model_metric(
     data: Any,
 ) -> Measurement:
     device = check_device(session, check)
+    twin = session.float_twin(suite, variant)  # before loaded(): loading the twin evicts
     loaded = session.loaded(suite, variant)
+    note = ""
+    if twin is not None and device.type != "cpu":  # quantized kernels are CPU-only
+        note = f"quantized model evaluated on CPU (not {device})"
+        device = torch.device("cpu")
     key = cache_key(
         "value",
         info.name,
@@ -299,12 +501,15 @@ def _model_metric(
             seed=session.eval_seed(suite),
             checkpoint_dir=loaded.meta.get("dir"),
             baseline_model=lambda: session.model(suite, suite.spec.baseline).to(device),
+            float_model=None if twin is None else twin.to(device),
             progress=session.progress,
         )
         try:
             result = info(ctx, **check.params)
         finally:
             loaded.model.to(session.device)
+            if twin is not None:
+                twin.to(session.device)
         session.progress(
             f"measured {info.name} of {suite.spec.suite}/{variant} on {len(data)} images "
             f"in {time.perf_counter() - start:.1f}s"
@@ -312,7 +517,7 @@ def _model_metric(
         return result
 
     if not info.cacheable:
-        return _wrap(compute(), len(data))
+        return _wrap(compute(), len(data), note)
 
     def build(_tmp: Any) -> dict[str, Any]:
         result = compute()
@@ -327,5 +532,5 @@ def _model_metric(
             hint="run `harness cache verify`, or pass --harness-rebuild",
         )
     return _wrap(
-        MetricResult(meta["value"], meta.get("details", {}), meta.get("note", "")), len(data)
+        MetricResult(meta["value"], meta.get("details", {}), meta.get("note", "")), len(data), note
     )

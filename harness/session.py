@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import inspect
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -22,7 +23,8 @@ from harness.cache import Cache, cache_key, sha256_file
 from harness.checkpoint import load_checkpoint, load_user_weights, save_checkpoint
 from harness.checks import CheckOutcome
 from harness.compress import finalize_pruning
-from harness.compress.prune import count_parameters, model_sparsity
+from harness.compress.prune import count_parameters
+from harness.compress.quantize import parameter_counts, split_quantize_steps
 from harness.compress.registry import METHODS, CompressContext
 from harness.errors import HarnessError
 from harness.predictions import Predictions, load_predictions
@@ -53,6 +55,7 @@ class HarnessOptions:
     limit: int | None = None
     rebuild: bool = False
     data_root: str | None = None
+    regen: bool = False  # rewrite baseline snapshots instead of comparing with them
 
 
 @dataclass(frozen=True)
@@ -117,11 +120,26 @@ class HarnessSession:
         return self._suites[key]
 
     def seed(self, suite: Suite, variant: str | None = None) -> int:
-        """The seed of ``variant`` (``--harness-seed`` overrides the suite's)."""
+        """The seed of ``variant`` (``--harness-seed`` overrides the suite's); run ``r``
+        of a repeated variant (``run_variant``) adds ``r``."""
+        run = run_index(variant or "")
         if self.options.seed is not None:
-            return self.options.seed
+            return self.options.seed + run
         v = suite.spec.variants.get(variant) if variant else None
-        return v.seed if v is not None and v.seed is not None else suite.spec.seed
+        return (v.seed if v is not None and v.seed is not None else suite.spec.seed) + run
+
+    def run_variant(self, suite: Suite, variant: str, run: int) -> tuple[Suite, str]:
+        """Run ``run`` (0-based) of a variant with ``runs: N``, as ``(suite, name)`` of a
+        derived variant ``<variant>#run<r>`` seeded ``seed + r`` (its own checkpoint key);
+        run 0 is the variant itself."""
+        if run == 0:
+            return suite, variant
+        name = f"{variant}#run{run}"
+        if name not in suite.spec.variants:
+            copy_ = suite.spec.variants[variant].model_copy(update={"runs": 1})
+            spec = suite.spec.model_copy(update={"variants": {**suite.spec.variants, name: copy_}})
+            suite = dataclasses.replace(suite, spec=spec)
+        return suite, name
 
     def task(self, suite: Suite) -> TaskOps:
         """The detection or classification operations for ``suite``'s model."""
@@ -298,10 +316,14 @@ class HarnessSession:
 
     def _build_variant(self, suite: Suite, variant: str, out_dir: Path) -> dict[str, Any]:
         v = suite.spec.variants[variant]
+        twin = self.float_twin(suite, variant)
+        if twin is not None:  # post-training quantization of the cached float model
+            quantize_steps = self._quantize_steps(suite, variant)[1]
+            v = v.model_copy(update={"compress": quantize_steps, "finetune": None})
         seed = self.seed(suite, variant)
         start = time.perf_counter()
         base = self._base(suite).model
-        model = copy.deepcopy(base)
+        model = copy.deepcopy(base if twin is None else twin)
         total_before, _ = count_parameters(base)
         train = self.dataset(suite, "train")
         steps_text = []
@@ -310,6 +332,7 @@ class HarnessSession:
             seed=seed,
             progress=lambda line: self.progress(f"  {variant}: {line}"),
             train=self._train_steps(suite, variant, train),
+            extras={"calibration_images": lambda n: _example_batch(train, n)},
         )
         for i, step in enumerate(v.compress):
             info = METHODS.get(step.method, file=str(suite.path), field=f"variants.{variant}")
@@ -325,7 +348,7 @@ class HarnessSession:
             self.task(suite).train(model, train, recipe, self.device, ctx.progress)
             steps_text.append(f"finetune {recipe.epochs} ep")
         model = finalize_pruning(model).cpu().eval()
-        total, nonzero = count_parameters(model)
+        total, nonzero, sparsity = parameter_counts(model)
         meta = {
             "suite": suite.spec.suite,
             "variant": variant,
@@ -334,7 +357,7 @@ class HarnessSession:
             "params": total,
             "nonzero_params": nonzero,
             "params_ratio": total / total_before,
-            "sparsity": model_sparsity(model),
+            "sparsity": sparsity,
             "build_seconds": round(time.perf_counter() - start, 2),
             "stamps": stamps(),
         }
@@ -376,6 +399,40 @@ class HarnessSession:
             )
 
         return train_steps
+
+    # -- quantized variants -----------------------------------------------------------
+    def _quantize_steps(self, suite: Suite, variant: str) -> tuple[list[Any], list[Any]]:
+        """``(float steps, trailing quantize steps)`` of ``variant``'s compress list."""
+        steps = suite.spec.variants[variant].compress
+        field_name = f"variants.{variant}.compress"
+        return split_quantize_steps(steps, file=str(suite.path), field=field_name)
+
+    def float_twin_variant(self, suite: Suite, variant: str) -> tuple[Suite, str] | None:
+        """``variant`` without its quantize step, as ``(suite, name)`` of a derived variant
+        (same seed and fine-tune); None when ``variant`` is not quantized.
+
+        Its checkpoint key does not depend on the name, so it shares the cache entry of
+        any variant with the same steps (e.g. the pruned variant of ``[prune, quantize]``).
+        """
+        float_steps, quantize_steps = self._quantize_steps(suite, variant)
+        if not quantize_steps:
+            return None
+        name = f"{variant}~float"
+        twin = suite.spec.variants[variant].model_copy(update={"compress": float_steps})
+        spec = suite.spec.model_copy(update={"variants": {**suite.spec.variants, name: twin}})
+        return dataclasses.replace(suite, spec=spec), name
+
+    def float_twin(self, suite: Suite, variant: str) -> nn.Module | None:
+        """The float model a quantized ``variant`` is quantized from (after its fine-tune),
+        built and cached like any checkpoint; attacks take gradients of it. None for a
+        float variant."""
+        twin = self.float_twin_variant(suite, variant)
+        if twin is None:
+            return None
+        memo = ("float_twin", self.checkpoint_key(*twin))
+        if memo not in self.memo:
+            self.memo[memo] = self.model(*twin)
+        return self.memo[memo]
 
     # -- predictions and checks -------------------------------------------------------
     def loaded(self, suite: Suite, variant: str) -> _Loaded:
@@ -461,6 +518,16 @@ class HarnessSession:
         return run_check(self, suite, variant, check_name)
 
 
+def run_index(variant: str) -> int:
+    """``r`` of a run variant name ``<variant>#run<r>`` (also inside a derived name such
+    as ``<variant>#run<r>~float``), else 0."""
+    match = _RUN.search(variant)
+    return int(match[1]) if match else 0
+
+
+_RUN = re.compile(r"#run(\d+)")
+
+
 def _example_batch(data: Any, n: int = 4) -> torch.Tensor:
     """Up to ``n`` training images of the first image's size, as a float batch in [0, 1]."""
     images = [
@@ -479,6 +546,12 @@ def _recipe(finetune: Any, seed: int) -> TrainRecipe:
         weight_decay=finetune.weight_decay,
         max_steps=finetune.max_steps,
         seed=finetune.seed if finetune.seed is not None else seed,
+        sampler=finetune.sampler,
+        rfs_threshold=finetune.rfs_threshold,
+        beta=finetune.beta,
+        lam=finetune.lam,
+        augment=finetune.augment,
+        adversarial=finetune.adversarial,  # TrainRecipe converts the spec
     )
 
 

@@ -61,6 +61,13 @@ class CocoDetectionData:
         images_dir, annotations = Path(images_dir), Path(annotations)
         doc = _read_json(annotations)
         images, image_index = _check_images(doc, annotations)
+        if not images:
+            raise DataError(
+                "there are no images",
+                file=annotations,
+                field="images",
+                hint='list the images: [{"id": 1, "file_name": "000001.png"}, ...]',
+            )
         categories = _check_categories(doc, annotations)
         by_image = _check_annotations(doc, annotations, image_index, categories)
         if not images_dir.is_dir():
@@ -508,6 +515,21 @@ def _check_bbox(ann: dict[str, Any], where: str, path: Path) -> None:
             file=path,
             field=f"{where}.bbox",
             hint="COCO boxes are [x, y, width, height], not [x1, y1, x2, y2]",
+        )
+    crowd, area = ann.get("iscrowd", 0), ann.get("area", 0.0)
+    if crowd not in (0, 1) or isinstance(crowd, float):
+        raise DataError(
+            f"iscrowd {crowd!r} is not 0 or 1",
+            file=path,
+            field=f"{where}.iscrowd",
+            hint="write iscrowd: 0 (an object) or 1 (a crowd region)",
+        )
+    if isinstance(area, bool) or not isinstance(area, int | float) or not area >= 0:
+        raise DataError(
+            f"area {area!r} is not a non-negative number",
+            file=path,
+            field=f"{where}.area",
+            hint="give the object area in square pixels, or leave it out (width * height)",
         )
 
 

@@ -12,7 +12,9 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,19 @@ Progress = Callable[[str], None] | None
 SplitWriter = Callable[[Path, str, int, dict[str, int], Progress], tuple[list, list]]
 """``write(root, split, split_index, params, progress) -> (images, annotations)``: writes
 the split's image files under ``root / "images"`` and returns its COCO entries."""
+
+_NO_GENERATION: ContextVar[bool] = ContextVar("no_generation", default=False)
+
+
+@contextmanager
+def no_generation() -> Iterator[None]:
+    """Within this block, asking for data that is not generated yet raises ``DataError``
+    instead of generating it (``harness show`` inspects without building)."""
+    token = _NO_GENERATION.set(True)
+    try:
+        yield
+    finally:
+        _NO_GENERATION.reset(token)
 
 
 @dataclass(frozen=True)
@@ -78,6 +93,12 @@ class GeneratedDataset:
         out_dir = Path(out_dir)
         if self.is_complete(out_dir, params):
             return self.paths(out_dir)
+        if _NO_GENERATION.get():
+            raise DataError(
+                f"{self.name} data is not generated yet",
+                file=out_dir,
+                hint="run the suite once (pytest) or `harness gen-data`",
+            )
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(out_dir.parent / f".{out_dir.name}.lock")):
             if self.is_complete(out_dir, params):

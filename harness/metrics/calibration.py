@@ -28,7 +28,7 @@ from harness.data.classification import ClassificationData
 from harness.errors import SpecError
 from harness.metrics.classification import aligned
 from harness.metrics.detection import CocoTargets, coco_match
-from harness.metrics.registry import MetricResult, PositiveInt, Probability, metric
+from harness.metrics.registry import RECOMPUTE, MetricResult, PositiveInt, Probability, metric
 from harness.predictions import ClassPredictions, DetectionPredictions
 
 Binning = Literal["equal_width", "equal_mass"]
@@ -139,7 +139,7 @@ def _classification_confidences(
     return rows.confidence, rows.top1 == data.labels(data.image_ids)
 
 
-@metric("ece", task="any", higher_is_better=False)
+@metric("ece", task="any", higher_is_better=False, resample=RECOMPUTE)
 def ece(
     preds: ClassPredictions | DetectionPredictions,
     data: Any,

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from harness.errors import DataError
-from harness.metrics.registry import metric
+from harness.metrics.registry import RECOMPUTE, metric
 from harness.predictions import ClassPredictions
 
 
@@ -76,14 +76,14 @@ def per_class_accuracies(preds: ClassPredictions, data: ClassTargets) -> dict[st
     return out
 
 
-@metric("accuracy", task="classification")
+@metric("accuracy", task="classification", resample=RECOMPUTE)
 def accuracy(preds: ClassPredictions, data: ClassTargets) -> float:
     """Top-1 accuracy: the fraction of images whose highest logit is their label."""
     hits = correct(preds, data)
     return float(hits.mean()) if hits.size else math.nan
 
 
-@metric("per_class_accuracy", task="classification", per_class=True)
+@metric("per_class_accuracy", task="classification", per_class=True, resample=RECOMPUTE)
 def per_class_accuracy(preds: ClassPredictions, data: ClassTargets) -> dict[str, float]:
     """Top-1 accuracy per class name (NaN for a class without images)."""
     return per_class_accuracies(preds, data)

@@ -21,7 +21,9 @@ class ModelContext:
     saved checkpoint (``model.safetensors``) or is None for an unsaved model;
     ``baseline_model()`` loads the suite's baseline variant (for comparisons);
     ``float_model`` is the float twin of a quantized model (None when the model is
-    float); ``batch_size`` is a sensible inference batch.
+    float): the model before its quantize step, which attacks take gradients of; a
+    quantized model and its twin are evaluated on the CPU (quantized kernels are
+    CPU-only); ``batch_size`` is a sensible inference batch.
     """
 
     model: nn.Module

@@ -1,8 +1,11 @@
 """COCO bbox evaluation with exact pycocotools semantics, and the detection metrics.
 
-pycocotools' ``COCOeval`` is the engine; this module converts predictions to COCO
-results exactly as a json round trip would, fills what COCO expects of ground truth,
-handles the inputs ``loadRes`` crashes on, validates ids, and memoizes evaluations.
+pycocotools' ``COCOeval`` semantics; the engine is a bit-exact backend
+(``harness.metrics.coco_backend``: ultrafast-pycocotools by default,
+``HARNESS_COCO_BACKEND=pycocotools`` for the reference). This module converts
+predictions to COCO results exactly as a json round trip would, fills what COCO expects
+of ground truth, handles the inputs ``loadRes`` crashes on, validates ids, and memoizes
+evaluations.
 
 Ground truth is normalised like this (documented behaviour):
 
@@ -33,6 +36,8 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from harness.errors import DataError
+from harness.metrics.coco_backend import CocoBackend, get_backend, results_array
+from harness.metrics.coco_resample import per_class_resampler, summary_resampler
 from harness.metrics.registry import metric
 from harness.predictions import DetectionPredictions
 
@@ -40,7 +45,8 @@ GT_FINGERPRINT_KEY = "_harness_fingerprint"
 """Optional key of a gt dict holding a precomputed fingerprint (trusted as is)."""
 
 _MEMO_SIZE = 8
-_MEMO: OrderedDict[tuple[str, str, tuple[int, ...] | None], CocoEvalResult] = OrderedDict()
+_MEMO: OrderedDict[tuple[str, str, str, tuple[int, ...] | None], CocoEvalResult] = OrderedDict()
+_GT_MEMO: OrderedDict[str, dict[str, Any]] = OrderedDict()
 
 
 @dataclass(frozen=True)
@@ -86,25 +92,29 @@ def coco_evaluate(
     preds: DetectionPredictions,
     *,
     image_ids: Sequence[int] | None = None,
+    backend: str | None = None,
 ) -> CocoEvalResult:
-    """Run pycocotools' ``COCOeval(gt, results, "bbox")`` with default parameters.
+    """Run ``COCOeval(gt, results, "bbox")`` with default parameters.
 
     ``gt`` is a COCO dict (images, annotations, categories); ``image_ids`` (default:
     all gt images) become ``params.imgIds``. Results come from
-    ``preds.to_coco_results()`` in that order. Raises ``DataError`` for predictions on
-    images or categories absent from ``gt``, non-finite values, or malformed ``gt``.
-    Results are memoized per (gt content, predictions, image ids).
+    ``preds.to_coco_results()`` in that order. ``backend`` names the engine (default
+    ``$HARNESS_COCO_BACKEND``, else ultrafast; all give pycocotools' numbers). Raises
+    ``DataError`` for predictions on images or categories absent from ``gt``, non-finite
+    values, or malformed ``gt``. Results are memoized per (backend, gt content,
+    predictions, image ids).
     """
+    engine = get_backend(backend)
     gt_fp, canonical = _gt_fingerprint(gt)
     img_key = None if image_ids is None else tuple(sorted({int(i) for i in image_ids}))
-    key = (gt_fp, preds.fingerprint, img_key)
+    key = (engine.name, gt_fp, preds.fingerprint, img_key)
     if key in _MEMO:
         _MEMO.move_to_end(key)
         return _MEMO[key]
-    dataset = _normalize_gt(json.loads(canonical or _canonical_json(gt)))
+    dataset = _dataset(gt, gt_fp, canonical, reuse=not engine.is_reference)
     _check_image_ids(img_key, dataset)
-    _check_predictions(preds, dataset)
-    result = _run_cocoeval(dataset, preds.to_coco_results(), img_key)
+    rows = _check_predictions(preds, dataset)
+    result = _run_cocoeval(engine, dataset, gt_fp, preds, rows, img_key)
     _MEMO[key] = result
     while len(_MEMO) > _MEMO_SIZE:
         _MEMO.popitem(last=False)
@@ -112,8 +122,22 @@ def coco_evaluate(
 
 
 def clear_memo() -> None:
-    """Forget memoized evaluations."""
+    """Forget memoized evaluations and normalised ground truth."""
     _MEMO.clear()
+    _GT_MEMO.clear()
+
+
+def _dataset(gt: dict[str, Any], fp: str, canonical: str | None, *, reuse: bool) -> dict[str, Any]:
+    """The normalised private copy of ``gt``; with ``reuse``, one per fingerprint."""
+    if reuse and fp in _GT_MEMO:
+        _GT_MEMO.move_to_end(fp)
+        return _GT_MEMO[fp]
+    dataset = _normalize_gt(json.loads(canonical or _canonical_json(gt)))
+    if reuse:
+        _GT_MEMO[fp] = dataset
+        while len(_GT_MEMO) > _MEMO_SIZE:
+            _GT_MEMO.popitem(last=False)
+    return dataset
 
 
 # ---------------------------------------------------------------------------- gt
@@ -233,8 +257,9 @@ def _check_image_ids(img_key: tuple[int, ...] | None, dataset: dict[str, Any]) -
     _raise_unknown(sorted(set(img_key) - known), "image_ids", "images of the ground truth")
 
 
-def _check_predictions(preds: DetectionPredictions, dataset: dict[str, Any]) -> None:
-    """Predictions are well-shaped, finite, and on known images and categories."""
+def _check_predictions(preds: DetectionPredictions, dataset: dict[str, Any]) -> np.ndarray:
+    """Predictions are well-shaped, finite, and on known images and categories; returns
+    them as the ``(N, 7)`` results array (``coco_backend.results_array``)."""
     known_imgs = {img["id"] for img in dataset["images"]}
     known_cats = {cat["id"] for cat in dataset["categories"]}
     _raise_unknown(
@@ -242,27 +267,31 @@ def _check_predictions(preds: DetectionPredictions, dataset: dict[str, Any]) -> 
         "predictions.image_id",
         "images of the ground truth",
     )
-    bad_cats: set[int] = set()
     for image_id, det in preds.by_image.items():
-        _check_detections(det.boxes, det.scores, det.category_ids, image_id)
-        bad_cats.update(int(c) for c in np.unique(det.category_ids) if int(c) not in known_cats)
-    _raise_unknown(sorted(bad_cats), "predictions.category_id", "categories of the ground truth")
+        _check_shapes(det.boxes, det.scores, det.category_ids, image_id)
+    rows = results_array(preds)
+    finite = np.isfinite(rows[:, 1:6]).all(axis=1)
+    if not finite.all():
+        image_id = int(rows[np.argmin(finite), 0])
+        raise DataError("non-finite box or score", field=f"predictions[{image_id}]")
+    cats = {int(c) for c in np.unique(rows[:, 6])}
+    _raise_unknown(
+        sorted(cats - known_cats), "predictions.category_id", "categories of the ground truth"
+    )
+    return rows
 
 
-def _check_detections(boxes: Any, scores: Any, cats: Any, image_id: int) -> None:
-    """Shapes (N, 4), (N,), (N,) and finite boxes and scores."""
+def _check_shapes(boxes: Any, scores: Any, cats: Any, image_id: int) -> None:
+    """Shapes (N, 4), (N,), (N,)."""
     boxes, scores, cats = np.asarray(boxes), np.asarray(scores), np.asarray(cats)
-    field = f"predictions[{image_id}]"
     n = len(scores)
     if boxes.shape != (n, 4) or scores.shape != (n,) or cats.shape != (n,):
         raise DataError(
             f"shapes boxes {boxes.shape}, scores {scores.shape}, category_ids {cats.shape} "
             "do not agree",
-            field=field,
+            field=f"predictions[{image_id}]",
             hint="boxes (N, 4) xyxy, scores (N,), category_ids (N,)",
         )
-    if not (np.isfinite(boxes).all() and np.isfinite(scores).all()):
-        raise DataError("non-finite box or score", field=field)
 
 
 def _raise_unknown(ids: list[int], field: str, where: str) -> None:
@@ -279,24 +308,27 @@ def _raise_unknown(ids: list[int], field: str, where: str) -> None:
 
 
 def _run_cocoeval(
-    dataset: dict[str, Any], results: list[dict[str, Any]], img_key: tuple[int, ...] | None
+    engine: CocoBackend,
+    dataset: dict[str, Any],
+    gt_fp: str,
+    preds: DetectionPredictions,
+    rows: np.ndarray,
+    img_key: tuple[int, ...] | None,
 ) -> CocoEvalResult:
-    """``COCOeval(...).evaluate(); accumulate(); summarize()`` with pycocotools silenced."""
+    """``COCOeval(...).evaluate(); accumulate(); summarize()`` on ``engine``.
+
+    pycocotools gets dict results (``results_coco`` when there are none, which
+    ``loadRes`` rejects); fast backends get ``rows``, the array form of the same results.
+    """
+    coco_gt = engine.ground_truth(dataset, gt_fp)
     with contextlib.redirect_stdout(io.StringIO()):
-        coco_gt = COCO()
-        coco_gt.dataset = dataset
-        coco_gt.createIndex()
-        coco_dt = coco_gt.loadRes(results) if results else results_coco(coco_gt, results)
-        ev = COCOeval(coco_gt, coco_dt, "bbox")
-        if img_key is not None:
-            ev.params.imgIds = list(img_key)
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    cat_ids = [int(c) for c in ev.params.catIds]
+        if engine.is_reference:
+            results = preds.to_coco_results()
+            coco_dt = coco_gt.loadRes(results) if results else results_coco(coco_gt, results)
+        else:
+            coco_dt = coco_gt.loadRes(rows)
+    stats, precision, cat_ids = engine.evaluate(coco_gt, coco_dt, img_key)
     names = [str(coco_gt.cats[c].get("name", c)) for c in cat_ids]
-    stats = np.asarray(ev.stats, dtype=np.float64)
-    precision = ev.eval["precision"]
     stats.flags.writeable = False
     precision.flags.writeable = False
     return CocoEvalResult(stats, precision, cat_ids, names)
@@ -336,9 +368,19 @@ class CocoTargets(Protocol):
     def coco_gt(self) -> dict[str, Any]: ...
 
 
-def evaluate_targets(preds: DetectionPredictions, targets: CocoTargets) -> CocoEvalResult:
-    """``coco_evaluate`` of ``preds`` on the images of ``targets``."""
-    return coco_evaluate(targets.coco_gt(), preds, image_ids=list(targets.image_ids))
+def evaluate_targets(
+    preds: DetectionPredictions, targets: CocoTargets, *, backend: str | None = None
+) -> CocoEvalResult:
+    """``coco_evaluate`` of ``preds`` on the images of ``targets`` (with ``backend``).
+
+    A ``fingerprint`` attribute of ``targets`` (``CocoDetectionData`` has one) stands for
+    the gt content, so repeated evaluations skip hashing the ground truth.
+    """
+    gt = targets.coco_gt()
+    fingerprint = getattr(targets, "fingerprint", None)
+    if isinstance(fingerprint, str) and GT_FINGERPRINT_KEY not in gt:
+        gt = {**gt, GT_FINGERPRINT_KEY: f"targets:{fingerprint}"}
+    return coco_evaluate(gt, preds, image_ids=list(targets.image_ids), backend=backend)
 
 
 def _stat(preds: DetectionPredictions, targets: CocoTargets, index: int) -> float:
@@ -347,55 +389,60 @@ def _stat(preds: DetectionPredictions, targets: CocoTargets, index: int) -> floa
     return math.nan if value == -1 else value
 
 
-@metric("map", task="detection")
+@metric("map", task="detection", resample=summary_resampler())
 def map_(preds: DetectionPredictions, targets: CocoTargets) -> float:
     """COCO AP@[.5:.95], area all, maxDets 100 (COCOeval stats[0])."""
     return _stat(preds, targets, 0)
 
 
-@metric("ap50", task="detection")
+@metric("ap50", task="detection", resample=summary_resampler(iou=0.5))
 def ap50(preds: DetectionPredictions, targets: CocoTargets) -> float:
     """COCO AP@0.5, area all, maxDets 100 (COCOeval stats[1])."""
     return _stat(preds, targets, 1)
 
 
-@metric("ap75", task="detection")
+@metric("ap75", task="detection", resample=summary_resampler(iou=0.75))
 def ap75(preds: DetectionPredictions, targets: CocoTargets) -> float:
     """COCO AP@0.75, area all, maxDets 100 (COCOeval stats[2])."""
     return _stat(preds, targets, 2)
 
 
-@metric("ap_small", task="detection")
+@metric("ap_small", task="detection", resample=summary_resampler(area="small"))
 def ap_small(preds: DetectionPredictions, targets: CocoTargets) -> float:
     """COCO AP@[.5:.95] of objects with area < 32² (COCOeval stats[3])."""
     return _stat(preds, targets, 3)
 
 
-@metric("ap_medium", task="detection")
+@metric("ap_medium", task="detection", resample=summary_resampler(area="medium"))
 def ap_medium(preds: DetectionPredictions, targets: CocoTargets) -> float:
     """COCO AP@[.5:.95] of objects with area in 32²..96² (COCOeval stats[4])."""
     return _stat(preds, targets, 4)
 
 
-@metric("ap_large", task="detection")
+@metric("ap_large", task="detection", resample=summary_resampler(area="large"))
 def ap_large(preds: DetectionPredictions, targets: CocoTargets) -> float:
     """COCO AP@[.5:.95] of objects with area > 96² (COCOeval stats[5])."""
     return _stat(preds, targets, 5)
 
 
-@metric("ar100", task="detection")
+@metric("ar100", task="detection", resample=summary_resampler(ap=False))
 def ar100(preds: DetectionPredictions, targets: CocoTargets) -> float:
     """COCO AR@[.5:.95], area all, maxDets 100 (COCOeval stats[8])."""
     return _stat(preds, targets, 8)
 
 
-@metric("per_class_ap", task="detection", per_class=True)
+@metric("per_class_ap", task="detection", per_class=True, resample=per_class_resampler())
 def per_class_ap(preds: DetectionPredictions, targets: CocoTargets) -> dict[str, float]:
     """COCO AP@[.5:.95] per class name (NaN for a class without ground truth)."""
     return evaluate_targets(preds, targets).ap_per_class()
 
 
-@metric("per_class_ap50", task="detection", per_class=True)
+@metric(
+    "per_class_ap50",
+    task="detection",
+    per_class=True,
+    resample=per_class_resampler(iou_50=True),
+)
 def per_class_ap50(preds: DetectionPredictions, targets: CocoTargets) -> dict[str, float]:
     """COCO AP@0.5 per class name (NaN for a class without ground truth)."""
     return evaluate_targets(preds, targets).ap50_per_class()

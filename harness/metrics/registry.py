@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
+import numpy as np
 from pydantic import Field
 
 from harness.registry import Registry
@@ -34,6 +35,21 @@ Inputs = Literal["predictions", "pair", "model", "corruption_grid"]
 """
 
 Value = float | dict[str, float]
+
+Resampled = Callable[[np.ndarray], np.ndarray | dict[str, np.ndarray]]
+"""``values(counts)``: image multiplicities (B, n), columns in ``data.image_ids`` order →
+the metric on each resampled multiset: (B,) values, or per class name (B,) arrays."""
+
+Resampler = Callable[..., Resampled]
+"""``resampler(*inputs, **params)``: given a metric's inputs (as for the metric itself),
+prepare once and return ``values(counts)`` (see ``Resampled``)."""
+
+RECOMPUTE = "recompute"
+"""``resample=RECOMPUTE``: call the metric again on each resampled image multiset (a view
+of the data that may hold an image several times). Only data whose views may repeat an
+image support it: classification data (see ``harness.metrics.resample``)."""
+
+RECOMPUTE_TASKS = ("classification",)
 
 
 @dataclass(frozen=True)
@@ -69,6 +85,14 @@ class MetricInfo:
     inputs: Inputs = "predictions"
     cacheable: bool = True
     compares: bool = False
+    resample: Resampler | str | None = None
+
+    def resamplable(self, task: str) -> bool:
+        """Whether the metric can be recomputed on resampled images (``confidence:``) for
+        a ``task`` model: a custom resampler, or ``RECOMPUTE`` on classification data."""
+        if self.resample is None or self.inputs not in ("predictions", "pair"):
+            return False
+        return self.resample != RECOMPUTE or task in RECOMPUTE_TASKS
 
     @property
     def compares_with_baseline(self) -> bool:
@@ -102,6 +126,7 @@ def metric(
     inputs: Inputs = "predictions",
     cacheable: bool = True,
     compares: bool = False,
+    resample: Resampler | str | None = None,
 ) -> Callable[[MetricFn], MetricFn]:
     """Register a function as metric ``name``, usable in YAML by that name.
 
@@ -110,7 +135,9 @@ def metric(
 
     Keyword-only parameters become check keys (validated by their type hints, e.g.
     ``PositiveInt``). ``compares=True`` marks a model metric whose value already compares
-    the variant with the baseline (``pair`` metrics always do).
+    the variant with the baseline (``pair`` metrics always do). ``resample`` enables
+    ``confidence:`` (bootstrap over images): ``RECOMPUTE`` (classification data) or a
+    ``Resampler`` that evaluates many image multisets at once.
     """
 
     def wrap(fn: MetricFn) -> MetricFn:
@@ -127,6 +154,7 @@ def metric(
                 inputs=inputs,
                 cacheable=cacheable,
                 compares=compares,
+                resample=resample,
             ),
             replace=_same_function(name, fn),
         )

@@ -18,11 +18,12 @@ Measure = Literal["params", "nonzero_params", "sparsity", "bytes", "flops"]
 
 def checkpoint_bytes(ctx: ModelContext) -> int:
     """Size of ``checkpoint_dir/model.safetensors``; without a checkpoint, the size of the
-    safetensors serialisation of the model's state dict (masks folded in)."""
-    from harness.checkpoint import WEIGHTS_FILE, plain_state_dict  # checkpoint imports spec
+    safetensors serialisation the checkpoint would have (masks folded in; int tensors,
+    scales and zero points for a quantized model)."""
+    from harness.checkpoint import WEIGHTS_FILE, checkpoint_tensors  # checkpoint imports spec
 
     if ctx.checkpoint_dir is None:
-        return len(safetensors_bytes(plain_state_dict(ctx.model)))
+        return len(safetensors_bytes(checkpoint_tensors(ctx.model)))
     path = Path(ctx.checkpoint_dir) / WEIGHTS_FILE
     if not path.is_file():
         raise FileNotFoundError(f"size: the checkpoint has no {WEIGHTS_FILE}: {path}")
@@ -40,7 +41,12 @@ def one_image_batch(ctx: ModelContext) -> torch.Tensor | list[torch.Tensor]:
 
 
 def count_flops(model: nn.Module, batch: torch.Tensor | list[torch.Tensor]) -> int:
-    """FLOPs of ``model(batch)`` by ``FlopCounterMode`` (2 per multiply-add)."""
+    """FLOPs of ``model(batch)`` by ``FlopCounterMode`` (2 per multiply-add); for a
+    quantized model, of its Conv/Linear layers (``quantized_flops``)."""
+    from harness.compress.quantize import is_quantized, quantized_flops
+
+    if is_quantized(model):
+        return quantized_flops(model, batch)
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
         model(batch)
@@ -48,14 +54,14 @@ def count_flops(model: nn.Module, batch: torch.Tensor | list[torch.Tensor]) -> i
 
 
 def size_measures(ctx: ModelContext) -> dict[str, float | int]:
-    """All five measures of ``ctx.model``."""
-    from harness.compress.prune import count_parameters, model_sparsity
+    """All five measures of ``ctx.model`` (float or quantized)."""
+    from harness.compress.quantize import parameter_counts
 
-    total, nonzero = count_parameters(ctx.model)
+    total, nonzero, sparsity = parameter_counts(ctx.model)
     return {
         "params": total,
         "nonzero_params": nonzero,
-        "sparsity": model_sparsity(ctx.model),
+        "sparsity": sparsity,
         "bytes": checkpoint_bytes(ctx),
         "flops": count_flops(ctx.model, one_image_batch(ctx)),
     }
@@ -71,7 +77,9 @@ def size(ctx: ModelContext, *, measure: Measure = "nonzero_params") -> MetricRes
     image (``torch.utils.flop_counter``, 2 per multiply-add; matmuls and convolutions
     only, so NMS and other post-processing are not counted). Unstructured zeros are
     still counted as FLOPs: only structured pruning, which removes channels, lowers them.
-    Quantized kernels are not seen by the counter.
+    For quantized models ``params`` counts the int weights and biases in packed
+    parameters, ``bytes`` the int8 (or packed 4-bit) checkpoint, and quantized Conv/Linear
+    kernels count their multiply-adds as float ones do.
     """
     if measure not in get_args(Measure):
         raise ValueError(f"measure must be one of {', '.join(get_args(Measure))}, got {measure!r}")

@@ -20,7 +20,7 @@ from harness.errors import DataError
 from harness.metrics.classification import ClassTargets, aligned, per_class_accuracies
 from harness.metrics.context import ModelContext
 from harness.metrics.detection import CocoTargets, coco_match
-from harness.metrics.registry import MetricResult, Probability, metric
+from harness.metrics.registry import RECOMPUTE, MetricResult, Probability, metric
 from harness.predictions import ClassPredictions, DetectionPredictions
 
 FLOAT_TWIN_NOTE = "saliency of the candidate through its float twin"
@@ -29,7 +29,7 @@ FLOAT_TWIN_NOTE = "saliency of the candidate through its float twin"
 # -- flips ------------------------------------------------------------------------------
 
 
-@metric("flip_rate", task="any", inputs="pair", higher_is_better=False)
+@metric("flip_rate", task="any", inputs="pair", higher_is_better=False, resample=RECOMPUTE)
 def flip_rate(
     preds: ClassPredictions | DetectionPredictions,
     baseline_preds: ClassPredictions | DetectionPredictions,
@@ -98,7 +98,13 @@ def _object_flips(
 # -- per-class accuracy and confidence ----------------------------------------------------
 
 
-@metric("class_accuracy_delta", task="classification", inputs="pair", higher_is_better=False)
+@metric(
+    "class_accuracy_delta",
+    task="classification",
+    inputs="pair",
+    higher_is_better=False,
+    resample=RECOMPUTE,
+)
 def class_accuracy_delta(
     preds: ClassPredictions, baseline_preds: ClassPredictions, data: ClassTargets
 ) -> MetricResult:
@@ -118,7 +124,13 @@ def class_accuracy_delta(
     return MetricResult(deltas[worst], details, note)
 
 
-@metric("confidence_shift", task="classification", inputs="pair", higher_is_better=False)
+@metric(
+    "confidence_shift",
+    task="classification",
+    inputs="pair",
+    higher_is_better=False,
+    resample=RECOMPUTE,
+)
 def confidence_shift(
     preds: ClassPredictions, baseline_preds: ClassPredictions, data: ClassTargets
 ) -> MetricResult:

@@ -44,37 +44,29 @@ from harness.spec._problems import (
     problem_from_pydantic,
     unknown_key,
 )
-from harness.spec.thresholds import REDUCTIONS
+from harness.spec.thresholds import DECIDE_MODES, REDUCTIONS
+from harness.train import adversarial, augment, samplers
 from harness.zoo import DATASETS, MODELS, as_model_entry
 
 # --------------------------------------------------------------------------------------
 # Features of the full format that this version rejects. Remove entries as they land.
 # --------------------------------------------------------------------------------------
-_STATISTICS = "statistical decisions (confidence/decide) are not supported in this version"
-_RUNS = "repeated runs (runs) are not supported in this version"
-
 NOT_YET_KEYS: dict[str, dict[str, str]] = {
     "check": {
-        "confidence": _STATISTICS,
-        "anova": "ANOVA across variants (anova) is not supported in this version",
-        "runs": _RUNS,
-        "baseline": "per-check baselines (baseline) are not supported in this version",
+        "runs": "runs is not supported on a check: repeated runs belong to a variant "
+        "(set runs: N under variants.<name>)",
     },
-    "variant": {"runs": _RUNS},
-    "finetune": {
-        "rfs_threshold": "repeat-factor sampling (rfs_threshold) is not supported in this version"
-    },
+    "finetune": {},
 }
 """Section → key → why it is rejected (hint: remove the key)."""
 
-NOT_YET_VALUES: dict[tuple[str, str], dict[str, str]] = {
-    ("check", "decide"): {"conservative": _STATISTICS, "lenient": _STATISTICS},
-}
+NOT_YET_VALUES: dict[tuple[str, str], dict[str, str]] = {}
 """(section, key) → planned value → why it is rejected."""
 
-SAMPLERS = ("uniform",)
-AUGMENTS = ("none",)
-DECISIONS = ("point",)
+SAMPLERS = samplers.SAMPLERS
+AUGMENTS = augment.AUGMENTS
+DECISIONS = DECIDE_MODES
+BASELINES = ("snapshot",)
 STEP_KINDS = ("prune", "quantize")
 THRESHOLD_KEYS = ("min", "max", "drop_max", "increase_max", "ratio_min", "ratio_max")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
@@ -149,9 +141,10 @@ def check_choice(section: str, key: str, value: object, implemented: tuple[str, 
     reason = NOT_YET_VALUES.get((section, key), {}).get(value)  # type: ignore[call-overload]
     if reason:
         raise SpecProblem(reason, hint="remove the key")
+    close = did_you_mean(value, implemented) if isinstance(value, str) else ""
     raise SpecProblem(
         f"{key} {_quoted(value)} is not implemented; known: {', '.join(implemented)}",
-        hint=f"use {key}: {implemented[0]} or remove the key",
+        hint=f"{close}use {key}: {implemented[0]} or remove the key",
     )
 
 
@@ -436,16 +429,62 @@ class CompressStep(BaseModel):
         return parse_step(data)
 
 
+class AdversarialSpec(_Spec):
+    """``adversarial:`` of a fine-tune: train on FGSM (random init) or PGD batches.
+
+    ``alpha``/``steps`` None take ``harness.train.adversarial``'s defaults (FGSM: 1.25 ε,
+    one step; PGD: ε/4, 10 steps). A bare method name (``adversarial: fgsm``) is allowed.
+    """
+
+    method: Literal["fgsm", "pgd"]
+    eps: Number = Field(2 / 255, gt=0, le=1)
+    alpha: Number | None = Field(None, gt=0)
+    steps: Int | None = Field(None, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            data = {"method": data}
+        if isinstance(data, dict):
+            check_keys(data, _field_names(cls), "adversarial")
+        return data
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _method(cls, value: object) -> object:
+        return check_choice("adversarial", "method", value, adversarial.ADVERSARIAL_METHODS)
+
+    @model_validator(mode="after")
+    def _one_fgsm_step(self) -> AdversarialSpec:
+        if self.method == "fgsm" and self.steps not in (None, 1):
+            raise SpecProblem(
+                f"fgsm takes one step, got steps: {self.steps}",
+                hint="use method: pgd for several steps, or remove steps",
+                loc=("steps",),
+            )
+        return self
+
+
 class FinetuneSpec(_Spec):
-    """Fine-tuning after compression; ``seed`` None means the variant's/suite's seed."""
+    """Fine-tuning after compression; ``seed`` None means the variant's/suite's seed.
+
+    ``sampler`` (with ``rfs_threshold``, ``beta``, ``lam``) balances classes as in
+    ``harness.train.samplers``; ``augment: naturalistic`` adds photometric augmentation;
+    ``adversarial`` trains on adversarial batches.
+    """
 
     epochs: Int = Field(1, ge=0)
     lr: Number = Field(1e-3, gt=0)
     batch_size: Int = Field(16, ge=1)
     weight_decay: Number = Field(1e-4, ge=0)
     seed: Int | None = Field(None, ge=0)
-    sampler: Literal["uniform"] = "uniform"
-    augment: Literal["none"] = "none"
+    sampler: str = "uniform"
+    rfs_threshold: Number | None = None
+    beta: Number | None = None
+    lam: Number = 1.0
+    augment: str = "none"
+    adversarial: AdversarialSpec | None = None
     max_steps: Int | None = Field(None, ge=1)
 
     @model_validator(mode="before")
@@ -465,6 +504,13 @@ class FinetuneSpec(_Spec):
     def _augment(cls, value: object) -> object:
         return check_choice("finetune", "augment", value, AUGMENTS)
 
+    @model_validator(mode="after")
+    def _sampler_settings(self) -> FinetuneSpec:
+        problem = samplers.sampler_problem(self.sampler, self.rfs_threshold, self.beta, self.lam)
+        if problem is not None:
+            raise SpecProblem(problem.message, hint=problem.hint, loc=(problem.field,))
+        return self
+
 
 class VariantSpec(_Spec):
     """A compressed (or not) version of the model: steps in order, then fine-tuning."""
@@ -472,6 +518,7 @@ class VariantSpec(_Spec):
     compress: list[CompressStep] = Field(default_factory=list)
     finetune: FinetuneSpec | None = None
     seed: Int | None = Field(None, ge=0)
+    runs: Int = Field(1, ge=1, le=100)
 
     @model_validator(mode="before")
     @classmethod
@@ -481,6 +528,26 @@ class VariantSpec(_Spec):
         if isinstance(data, dict):
             check_keys(data, _field_names(cls), "variant")
         return data
+
+    @model_validator(mode="after")
+    def _repeatable(self) -> VariantSpec:
+        if self.runs == 1:
+            return self
+        if not self.compress and self.finetune is None:
+            raise SpecProblem(
+                f"runs: {self.runs} repeats compression and fine-tuning with other seeds, "
+                "but this variant has neither",
+                hint="remove runs (an unchanged model gives the same values every run)",
+                loc=("runs",),
+            )
+        if self.finetune is not None and self.finetune.seed is not None:
+            raise SpecProblem(
+                f"finetune.seed fixes the fine-tuning seed, so the {self.runs} runs would "
+                "not differ in fine-tuning",
+                hint="remove finetune.seed (run r uses the variant's seed + r)",
+                loc=("finetune", "seed"),
+            )
+        return self
 
 
 # --------------------------------------------------------------------------------------
@@ -556,7 +623,16 @@ class CheckSpec(_Spec):
     corruptions: list[str] | None = None
     severities: list[Int] | None = None
     device: str | None = None
-    decide: Literal["point"] = "point"
+    # statistics (harness.stats): ``confidence`` alone is a paired bootstrap over images
+    # (``resamples``, default 1000); with ``runs_test: paired_t`` it is a t-interval across
+    # the variants' runs. ``decide`` judges that interval; ``anova`` is informational.
+    confidence: Number | None = Field(None, gt=0, lt=1)
+    resamples: Int | None = Field(None, ge=10, le=100_000)
+    decide: Literal["point", "conservative", "lenient"] = "point"
+    runs_test: Literal["paired_t"] | None = None
+    anova: Annotated[bool, Strict()] = False
+    baseline: Literal["snapshot"] | None = None
+    tolerance: Number | None = Field(None, ge=0)
     params: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="before")
@@ -585,6 +661,11 @@ class CheckSpec(_Spec):
     @classmethod
     def _decide(cls, value: object) -> object:
         return check_choice("check", "decide", value, DECISIONS)
+
+    @field_validator("baseline", mode="before")
+    @classmethod
+    def _baseline(cls, value: object) -> object:
+        return None if value is None else check_choice("check", "baseline", value, BASELINES)
 
     @field_validator("corruptions", mode="before")
     @classmethod
@@ -642,7 +723,8 @@ class CheckSpec(_Spec):
 
     @model_validator(mode="after")
     def _consistent(self) -> CheckSpec:
-        if all(getattr(self, key) is None for key in THRESHOLD_KEYS):
+        self._check_snapshot()
+        if all(getattr(self, key) is None for key in THRESHOLD_KEYS) and self.baseline is None:
             raise SpecProblem(
                 "the check has no threshold, so it cannot fail",
                 hint=f"add one of {', '.join(THRESHOLD_KEYS)}, e.g. drop_max: 0.02",
@@ -658,7 +740,44 @@ class CheckSpec(_Spec):
         info = METRICS.get(self.metric)
         self._check_reduce(info)
         self._check_inputs(info)
+        self._check_statistics()
         return self
+
+    def _check_statistics(self) -> None:
+        if self.decide != "point" and self.confidence is None:
+            raise SpecProblem(
+                f"decide: {self.decide} judges a confidence interval, but the check has no "
+                "confidence level",
+                hint="add confidence: 0.95, or remove decide",
+                loc=("decide",),
+            )
+        if self.resamples is not None and not self.bootstrap:
+            raise SpecProblem(
+                "resamples sets the bootstrap over images, which runs only with confidence "
+                "(and without runs_test)",
+                hint="add confidence: 0.95, or remove resamples",
+                loc=("resamples",),
+            )
+        if self.runs_test is not None and self.decide == "point":
+            raise SpecProblem(
+                f"runs_test: {self.runs_test} decides on the t-interval across runs, so it "
+                "needs decide: conservative or lenient",
+                hint="add confidence: 0.95 and decide: lenient (fail only if the whole "
+                "interval violates) or conservative (pass only if it all satisfies)",
+                loc=("runs_test",),
+            )
+        if self.bootstrap and self.corruptions is not None:
+            raise SpecProblem(
+                "confidence (a bootstrap over images) is not supported together with corruptions",
+                hint="remove confidence, or gate the clean metric with confidence in another check",
+                loc=("confidence",),
+            )
+
+    @property
+    def bootstrap(self) -> bool:
+        """The check's interval is a paired bootstrap over images (``confidence`` set
+        and no ``runs_test``)."""
+        return self.confidence is not None and self.runs_test is None
 
     def _check_inputs(self, info: MetricInfo) -> None:
         if info.inputs == "corruption_grid" and self.corruptions is None:
@@ -688,6 +807,20 @@ class CheckSpec(_Spec):
                 f"so {used[0]} has nothing to compare",
                 hint="use max (or min) instead",
                 loc=(used[0],),
+            )
+
+    def _check_snapshot(self) -> None:
+        if self.baseline == "snapshot" and self.tolerance is None:
+            raise SpecProblem(
+                "baseline: snapshot needs a tolerance (largest allowed change of the value)",
+                hint="add tolerance: 0.01 (absolute, in the metric's units)",
+                loc=("baseline",),
+            )
+        if self.tolerance is not None and self.baseline != "snapshot":
+            raise SpecProblem(
+                "tolerance applies only to a comparison with a snapshot",
+                hint="add baseline: snapshot, or remove the key",
+                loc=("tolerance",),
             )
 
     def _check_reduce(self, info: MetricInfo) -> None:
@@ -737,6 +870,10 @@ def _metrics_for(task: str) -> list[str]:
     return [n for n in METRICS.names() if METRICS.get(n).supports(task)]
 
 
+def _resamplable_metrics(task: str) -> list[str]:
+    return [n for n in _metrics_for(task) if METRICS.get(n).resamplable(task)]
+
+
 def _name_problem(name: str, known: Iterable[str], what: str, loc: Loc) -> SpecProblem:
     names = list(known)
     return SpecProblem(
@@ -782,6 +919,15 @@ class SuiteSpec(_Spec):
                     hint=f"use a {task} metric ({', '.join(_metrics_for(task))})",
                     loc=("checks", name, "metric"),
                 )
+            if check.bootstrap and not info.resamplable(task):
+                raise SpecProblem(
+                    f"metric '{check.metric}' cannot be recomputed on resampled images, so "
+                    f"check '{name}' cannot use confidence (a bootstrap over images)",
+                    hint=f"remove confidence; metrics that support it for {task} models: "
+                    f"{', '.join(_resamplable_metrics(task)) or 'none'} (or set runs on the "
+                    "variants and use runs_test: paired_t)",
+                    loc=("checks", name, "confidence"),
+                )
         for check, variants in self.apply.items():
             if check not in self.checks:
                 raise _name_problem(check, self.checks, "check", ("apply", check))
@@ -794,7 +940,30 @@ class SuiteSpec(_Spec):
             for i, variant in enumerate(variants):
                 if variant not in self.variants:
                     raise _name_problem(variant, self.variants, "variant", ("apply", check, i))
+        self._check_runs()
         return self
+
+    def _check_runs(self) -> None:
+        """``runs_test`` and ``anova`` need repeated runs of every variant they gate."""
+        for name, check in self.checks.items():
+            key = "runs_test" if check.runs_test else "anova" if check.anova else None
+            if key is None:
+                continue
+            gated = [v for v in self.variants if v != self.baseline and self.gates(v, name)]
+            single = [v for v in gated if self.variants[v].runs < 2]
+            if single or not gated:
+                what = "a t-test across runs" if key == "runs_test" else "an ANOVA across variants"
+                found = (
+                    f"variant '{single[0]}' has runs {self.variants[single[0]].runs}"
+                    if single
+                    else "the check gates no variant besides the baseline"
+                )
+                target = f"variants.{single[0]}" if single else "the variants"
+                raise SpecProblem(
+                    f"{key} needs repeated runs for {what}, but {found}",
+                    hint=f"set runs: 3 on {target}, or remove {key}",
+                    loc=("checks", name, key),
+                )
 
     def gates(self, variant: str, check: str) -> bool:
         """Whether the pair (variant, check) is a gate (see ``items``)."""

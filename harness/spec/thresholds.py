@@ -1,11 +1,18 @@
-"""Thresholds of a check and the pass/fail decision on a point estimate."""
+"""Thresholds of a check and the pass/fail decision on a point estimate or an interval.
+
+``decide: point`` judges the value itself; with a confidence interval of each gated
+quantity, ``conservative`` fails unless the whole interval satisfies a limit and
+``lenient`` fails only if the whole interval violates it.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, NamedTuple
+
+import numpy as np
 
 from harness.errors import HarnessError
 
@@ -13,6 +20,34 @@ REL_TOL = 1e-9
 """Comparisons allow this relative slack, so ``drop == drop_max`` passes despite rounding."""
 
 REDUCTIONS = ("worst", "worst_drop", "mean")
+DECIDE_MODES = ("point", "conservative", "lenient")
+
+
+class Limit(NamedTuple):
+    """One threshold that is set: the ``quantity`` it bounds, its ``key`` and ``limit``,
+    and whether it is an upper bound."""
+
+    quantity: str
+    key: str
+    limit: float
+    upper: bool
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A two-sided confidence interval ``[low, high]`` at level ``confidence`` (e.g. 0.95)."""
+
+    low: float
+    high: float
+    confidence: float
+
+    @property
+    def defined(self) -> bool:
+        return not (math.isnan(self.low) or math.isnan(self.high))
+
+    def describe(self) -> str:
+        """E.g. ``"95% CI [0.081, 0.143]"``."""
+        return f"{_pct(self.confidence)}% CI [{_fmt(self.low)}, {_fmt(self.high)}]"
 
 
 @dataclass(frozen=True)
@@ -41,6 +76,26 @@ class Thresholds:
         items = [(f.name, getattr(self, f.name)) for f in fields(self)]
         return sorted((k, v) for k, v in items if v is not None)
 
+    def limits(self) -> list[Limit]:
+        """The limits that are set: lower bounds first, then upper bounds."""
+        spec = [
+            ("value", "min", False),
+            ("ratio", "ratio_min", False),
+            ("value", "max", True),
+            ("drop", "drop_max", True),
+            ("increase", "increase_max", True),
+            ("ratio", "ratio_max", True),
+        ]
+        return [
+            Limit(q, key, getattr(self, key), upper)
+            for q, key, upper in spec
+            if getattr(self, key) is not None
+        ]
+
+    def quantities(self) -> list[str]:
+        """The gated quantities (``value``, ``drop``, ``increase``, ``ratio``), in order."""
+        return list(dict.fromkeys(limit.quantity for limit in self.limits()))
+
     @property
     def needs_baseline(self) -> bool:
         """Whether a limit compares against the baseline value."""
@@ -66,35 +121,57 @@ class Decision:
         return "; ".join(self.violations)
 
 
-def decide(thresholds: Thresholds, value: float, baseline: float | None = None) -> Decision:
+def decide(
+    thresholds: Thresholds,
+    value: float,
+    baseline: float | None = None,
+    *,
+    intervals: Mapping[str, Interval] | None = None,
+    mode: str = "point",
+) -> Decision:
     """Check ``value`` (and its baseline) against every threshold that is set.
 
-    A NaN value always fails; a ratio threshold with a zero baseline fails as undefined.
-    Raises ``HarnessError`` when a relative threshold is set but no baseline is given.
+    ``mode`` ``point`` compares the value (and drop, increase, ratio); ``conservative``
+    and ``lenient`` compare ``intervals[quantity]`` instead (see the module doc). A NaN
+    value always fails, as does an undefined (NaN) interval; a ratio threshold with a
+    zero baseline fails as undefined. Raises ``HarnessError`` when a relative threshold
+    is set but no baseline is given, or an interval is missing.
     """
     if thresholds.needs_baseline and baseline is None:
         raise HarnessError(
             f"thresholds {thresholds.describe()} compare against a baseline, but none was given",
             hint="pass the baseline variant's value",
         )
-    derived = _derived(value, baseline)
+    if mode not in DECIDE_MODES:
+        raise HarnessError(f"unknown decide mode {mode!r}", hint=f"use {', '.join(DECIDE_MODES)}")
+    missing = [q for q in thresholds.quantities() if mode != "point" and q not in (intervals or {})]
+    if missing:
+        raise HarnessError(
+            f"decide: {mode} needs a confidence interval of {', '.join(missing)}",
+            hint="compute intervals with harness.stats (confidence: 0.95 on the check)",
+        )
+    derived = {} if baseline is None else gated_quantities(value, baseline)
+    derived.pop("value", None)
     if math.isnan(value):
         violations = ["value is NaN (the metric could not be computed)"]
     elif baseline is not None and math.isnan(baseline) and thresholds.needs_baseline:
         violations = ["baseline value is NaN (the metric could not be computed)"]
     else:
-        violations = _violations(thresholds, value, baseline, derived)
+        violations = _violations(thresholds, value, baseline, derived, intervals or {}, mode)
     return Decision(passed=not violations, violations=violations, derived=derived)
 
 
-def _derived(value: float, baseline: float | None) -> dict[str, float]:
-    if baseline is None:
-        return {}
-    if baseline == 0:
-        ratio = math.nan if value == 0 or math.isnan(value) else math.copysign(math.inf, value)
-    else:
-        ratio = value / baseline
-    return {"drop": baseline - value, "increase": value - baseline, "ratio": ratio}
+def gated_quantities(value: Any, baseline: Any) -> dict[str, Any]:
+    """``value``, ``drop``, ``increase`` and ``ratio`` of floats or numpy arrays.
+
+    The ratio of a zero baseline is ``±inf`` (NaN when the value is 0 or NaN).
+    """
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        ratio = np.divide(np.asarray(value, np.float64), np.asarray(baseline, np.float64))
+    out = {"value": value, "drop": baseline - value, "increase": value - baseline, "ratio": ratio}
+    if np.ndim(ratio) == 0:
+        out = {k: float(v) for k, v in out.items()}
+    return out
 
 
 def _le(a: float, b: float) -> bool:
@@ -105,37 +182,60 @@ def _le(a: float, b: float) -> bool:
 
 
 def _violations(
-    th: Thresholds, value: float, baseline: float | None, derived: dict[str, float]
+    th: Thresholds,
+    value: float,
+    baseline: float | None,
+    derived: dict[str, float],
+    intervals: Mapping[str, Interval],
+    mode: str,
 ) -> list[str]:
     out: list[str] = []
-    upper = [("value", value, "max", th.max)]
-    lower = [("value", value, "min", th.min)]
-    if baseline is not None:
-        upper += [
-            ("drop", derived["drop"], "drop_max", th.drop_max),
-            ("increase", derived["increase"], "increase_max", th.increase_max),
-        ]
-        if baseline == 0:
-            for key in ("ratio_min", "ratio_max"):
-                limit = getattr(th, key)
-                if limit is not None:
-                    out.append(f"ratio undefined: baseline value is 0 ({key} {_fmt(limit)})")
+    got = {"value": value, **derived}
+    for lim in th.limits():
+        if lim.quantity == "ratio" and baseline == 0:
+            out.append(f"ratio undefined: baseline value is 0 ({lim.key} {_fmt(lim.limit)})")
+        elif mode == "point":
+            out += _point_violation(lim, got[lim.quantity])
         else:
-            upper.append(("ratio", derived["ratio"], "ratio_max", th.ratio_max))
-            lower.append(("ratio", derived["ratio"], "ratio_min", th.ratio_min))
-    for name, got, key, limit in lower:
-        if limit is not None and not _le(limit, got):
-            a, b = _fmt_pair(got, limit)
-            out.append(f"{name} {a} < {key} {b}")
-    for name, got, key, limit in upper:
-        if limit is not None and not _le(got, limit):
-            a, b = _fmt_pair(got, limit)
-            out.append(f"{name} {a} > {key} {b}")
-    return out
+            out += _interval_violation(lim, intervals[lim.quantity], mode)
+    # lower bounds first, then upper bounds (``limits`` order); undefined ratios lead
+    return sorted(out, key=lambda v: not v.startswith("ratio undefined"))
+
+
+def _satisfies(lim: Limit, x: float) -> bool:
+    return _le(x, lim.limit) if lim.upper else _le(lim.limit, x)
+
+
+def _point_violation(lim: Limit, got: float) -> list[str]:
+    if _satisfies(lim, got):
+        return []
+    a, b = _fmt_pair(got, lim.limit)
+    return [f"{lim.quantity} {a} {'>' if lim.upper else '<'} {lim.key} {b}"]
+
+
+def _interval_violation(lim: Limit, ci: Interval, mode: str) -> list[str]:
+    """Conservative: the whole interval must satisfy; lenient: fail only if all violates."""
+    name = f"{lim.quantity} {_pct(ci.confidence)}% CI"
+    if not ci.defined:
+        return [f"{name} is undefined (NaN): the resampled metric could not be computed"]
+    near, far = (ci.low, ci.high) if lim.upper else (ci.high, ci.low)
+    decisive = far if mode == "conservative" else near
+    if _satisfies(lim, decisive):
+        return []
+    a, b = _fmt_pair(decisive, lim.limit)
+    lo, hi = (a, _fmt(ci.high)) if decisive == ci.low else (_fmt(ci.low), a)
+    if mode == "conservative":
+        return [f"{name} [{lo}, {hi}] not within {lim.key} {b} (decide: conservative)"]
+    sign = ">" if lim.upper else "<"
+    return [f"{name} [{lo}, {hi}] {sign} {lim.key} {b} (decide: lenient)"]
 
 
 def _fmt(x: float) -> str:
     return f"{x:.3g}"
+
+
+def _pct(confidence: float) -> str:
+    return f"{100 * confidence:.10g}"
 
 
 def _fmt_pair(a: float, b: float) -> tuple[str, str]:

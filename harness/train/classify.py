@@ -8,6 +8,10 @@ once into one uint8 tensor. Augmentation is a light random affine per image
 ``grid_sample`` (per-image ``torchvision.transforms.v2.RandomAffine`` costs ~1.5 ms an
 image on CPU, more than the training step); a horizontal flip only when
 ``recipe.hflip`` is set, because flips change the meaning of arrows and digits.
+``recipe.augment: naturalistic`` adds the photometric steps of ``harness.train.augment``
+per image; class-balancing samplers either resample images (``rfs``) or weight the
+cross-entropy per class (``inv``, ``inv_cap``, ``ens``: the mean over the batch of
+``w_y · CE``, the paper's eq. 4); ``recipe.adversarial`` trains on adversarial batches.
 
 Models take float images in [0, 1] (N, 3, H, W) and return logits (N, K); any input
 normalisation lives inside the model.
@@ -25,15 +29,18 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from harness.attacks import attack_seed
 from harness.errors import DataError
+from harness.train.adversarial import perturb_classification_batch
+from harness.train.augment import augment_batch, photometric
 from harness.train.finetune import (
     Regularizer,
     TrainRecipe,
     TrainResult,
     lr_factor,
-    shuffled_batches,
     total_steps,
 )
+from harness.train.samplers import balancing, loss_weight_tensor, sampled_batches
 
 
 class LabelledImages(Protocol):
@@ -130,17 +137,28 @@ def train_classifier(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, steps, warmup))
     batch_size = min(recipe.batch_size, len(labels))
     per_epoch = len(labels) // batch_size
+    plan = balancing(recipe, [[y] for y in labels.tolist()], loss_weights=True)
+    extra = photometric(recipe.augment)
     epoch = _Epoch()
     final_loss = float("nan")
     start = time.perf_counter()
     step = 0
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(recipe.seed)
-        for batch_indices in shuffled_batches(len(labels), batch_size, steps, recipe.seed):
+        batches = sampled_batches(len(labels), batch_size, steps, recipe.seed, plan.repeat_factors)
+        for batch_indices in batches:
             index = torch.tensor(batch_indices, device=device)
+            y = labels[index]
             x = random_affine(images[index].float().div_(255), hflip=recipe.hflip)
+            if extra is not None:
+                x = augment_batch(x, extra)
+            if recipe.adversarial is not None:
+                seed = attack_seed(recipe.seed, step)
+                x = perturb_classification_batch(model, x, y, recipe.adversarial, seed)
             x = x.contiguous(memory_format=torch.channels_last)
-            epoch.add(*_step(model, x, labels[index], optimizer, params, recipe, regularizer))
+            epoch.add(
+                *_step(model, x, y, optimizer, params, recipe, regularizer, plan.class_weights)
+            )
             scheduler.step()
             step += 1
             if on_step is not None:
@@ -164,10 +182,15 @@ def _step(
     params: list[nn.Parameter],
     recipe: TrainRecipe,
     regularizer: Regularizer | None = None,
+    class_weights: dict[int, float] | None = None,
 ) -> tuple[float, int, int]:
     """One optimizer step; returns the loss, the number correct and the batch size."""
     logits = model(x)
-    loss = F.cross_entropy(logits, y)
+    if class_weights is None:
+        loss = F.cross_entropy(logits, y)
+    else:
+        weight = loss_weight_tensor(class_weights, logits.shape[1]).to(logits)
+        loss = (weight[y] * F.cross_entropy(logits, y, reduction="none")).mean()
     if regularizer is not None:
         loss = loss + regularizer(model)
     if not torch.isfinite(loss):

@@ -1,17 +1,19 @@
 """Training and fine-tuning of torchvision detectors on COCO-format data.
 
 One loop serves both the embedded default's training recipe and the ``finetune:``
-step of a variant: AdamW, linear warm-up then cosine decay, horizontal-flip
-augmentation through ``torchvision.transforms.v2``, gradient clipping. All randomness
-comes from ``seed`` inside a forked RNG, so the same seed gives the same weights and
-the caller's global RNG state is left untouched.
+step of a variant: AdamW, linear warm-up then cosine decay, horizontal-flip (and
+optionally naturalistic, ``harness.train.augment``) augmentation through
+``torchvision.transforms.v2``, gradient clipping; optional class-balanced sampling
+(``harness.train.samplers``) and adversarial batches (``harness.train.adversarial``).
+All randomness comes from ``seed`` inside a forked RNG, so the same seed gives the same
+weights and the caller's global RNG state is left untouched.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -20,6 +22,11 @@ import torch
 from torch import nn
 from torchvision import tv_tensors
 from torchvision.transforms import v2
+
+from harness.attacks import attack_seed
+from harness.train.adversarial import AdversarialTraining, perturb_detection_batch
+from harness.train.augment import AUGMENTS, photometric
+from harness.train.samplers import balancing, sampled_batches, sampler_problem
 
 Regularizer = Callable[[nn.Module], torch.Tensor]
 """An extra loss term computed from the model alone (e.g. an L1 penalty on BN scales)."""
@@ -37,7 +44,13 @@ class DetectionData(Protocol):
 
 @dataclass(frozen=True)
 class TrainRecipe:
-    """Hyper-parameters of one training run (part of the checkpoint's cache key)."""
+    """Hyper-parameters of one training run (part of the checkpoint's cache key).
+
+    ``sampler``, ``rfs_threshold``, ``beta``, ``lam``: class balancing (see
+    ``harness.train.samplers``); ``augment``: ``none`` or ``naturalistic``;
+    ``adversarial``: an ``AdversarialTraining`` (a mapping or method name is converted).
+    Inconsistent values raise ``ValueError`` naming the field.
+    """
 
     epochs: int = 1
     lr: float = 1e-3
@@ -48,6 +61,20 @@ class TrainRecipe:
     clip_grad_norm: float = 10.0
     hflip: bool = True
     seed: int = 0
+    sampler: str = "uniform"
+    rfs_threshold: float | None = None
+    beta: float | None = None
+    lam: float = 1.0
+    augment: str = "none"
+    adversarial: AdversarialTraining | None = None
+
+    def __post_init__(self) -> None:
+        problem = sampler_problem(self.sampler, self.rfs_threshold, self.beta, self.lam)
+        if problem is not None:
+            raise ValueError(f"{problem.field}: {problem.message}; {problem.hint}")
+        if self.augment not in AUGMENTS:
+            raise ValueError(f"augment must be one of {', '.join(AUGMENTS)}, got {self.augment!r}")
+        object.__setattr__(self, "adversarial", AdversarialTraining.coerce(self.adversarial))
 
 
 @dataclass(frozen=True)
@@ -72,11 +99,17 @@ def load_training_set(
     return items
 
 
-def _augment(recipe: TrainRecipe) -> v2.Transform:
+def detection_transform(recipe: TrainRecipe) -> v2.Transform:
+    """The per-image training transform: optional flip, to float in [0, 1], the
+    recipe's photometric augmentation, then boxes that became degenerate are dropped."""
     steps: list[v2.Transform] = []
     if recipe.hflip:
         steps.append(v2.RandomHorizontalFlip(p=0.5))
-    steps += [v2.ToDtype(torch.float32, scale=True), v2.SanitizeBoundingBoxes()]
+    steps.append(v2.ToDtype(torch.float32, scale=True))
+    extra = photometric(recipe.augment)
+    if extra is not None:
+        steps.append(extra)
+    steps.append(v2.SanitizeBoundingBoxes())
     return v2.Compose(steps)
 
 
@@ -119,15 +152,20 @@ def train_detector(
     optimizer = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
     warmup = min(recipe.warmup_steps, max(1, steps // 10))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, steps, warmup))
-    transform = _augment(recipe)
+    transform = detection_transform(recipe)
+    plan = balancing(recipe, [t["labels"].tolist() for _, t in items], loss_weights=False)
     start = time.perf_counter()
     smoothed = float("nan")
     step = 0
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(recipe.seed)
         batch_size = min(recipe.batch_size, len(items))
-        for batch_indices in shuffled_batches(len(items), batch_size, steps, recipe.seed):
-            batch = [_transformed(items[i], transform) for i in batch_indices]
+        batches = sampled_batches(len(items), batch_size, steps, recipe.seed, plan.repeat_factors)
+        for batch_indices in batches:
+            batch = [transformed(items[i], transform) for i in batch_indices]
+            if recipe.adversarial is not None:
+                seed = attack_seed(recipe.seed, step)
+                batch = perturb_detection_batch(model, batch, recipe.adversarial, seed)
             value = _step(
                 model, batch, optimizer, params, recipe.clip_grad_norm, device, regularizer
             )
@@ -141,19 +179,6 @@ def train_detector(
                 progress(f"step {step}/{steps} loss {smoothed:.3f} ({elapsed:.0f}s)")
     model.eval()
     return TrainResult(step, time.perf_counter() - start, smoothed)
-
-
-def shuffled_batches(n: int, batch_size: int, steps: int, seed: int) -> Iterator[list[int]]:
-    """``steps`` shuffled, drop-last batches of indices, epoch after epoch."""
-    generator = torch.Generator().manual_seed(seed)
-    produced = 0
-    while True:
-        order = torch.randperm(n, generator=generator).tolist()
-        for first in range(0, n - batch_size + 1, batch_size):
-            if produced == steps:
-                return
-            produced += 1
-            yield order[first : first + batch_size]
 
 
 def _step(
@@ -180,9 +205,10 @@ def _step(
     return float(loss.detach())
 
 
-def _transformed(
+def transformed(
     item: tuple[torch.Tensor, dict[str, torch.Tensor]], transform: v2.Transform
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One uint8 CHW image and its target through ``transform`` with box-aware types."""
     image, target = item
     boxes = tv_tensors.BoundingBoxes(
         target["boxes"], format="XYXY", canvas_size=tuple(image.shape[-2:])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -186,3 +187,139 @@ def test_reader_in_other_process_sees_complete_entries_only(tmp_path: Path) -> N
     assert int(out.split()[1]) > 100  # found the entry in most of its 300 reads
     assert rebuilds > 10
     assert os.path.isdir(cache.entry_dir(KIND, KEY))
+
+
+# ------------------------------------------------------------- 20 kills mid-write
+
+KILLS = 20
+WRITE_S = {"ckpt": 0.012, "pred": 0.06}  # about how long one entry takes to write here
+WRITER = """
+import os, sys
+import numpy as np
+import torch
+from torch import nn
+from harness.cache import Cache, cache_key
+from harness.checkpoint import save_checkpoint
+from harness.predictions import DetectionPredictions, Detections
+
+torch.set_num_threads(1)
+cache = Cache(sys.argv[1], on_event=lambda _m: None)
+
+
+def model() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(3, 64, 3), nn.BatchNorm2d(64), nn.Conv2d(64, 512, 3))
+
+
+def ckpt(tmp):  # the last step of HarnessSession._build_variant
+    print("w", flush=True)  # a write begins
+    save_checkpoint(model(), tmp, meta={"variant": "killed"})
+    return {"variant": "killed"}
+
+
+def pred(tmp):  # HarnessSession.predictions' build
+    print("w", flush=True)
+    rng = np.random.default_rng(0)
+    boxes = rng.uniform(0, 100, (100, 4)).astype(np.float32)
+    det = Detections(boxes, rng.uniform(0, 1, 100).astype(np.float32), np.ones(100, np.int64))
+    DetectionPredictions({i: det for i in range(1, 2001)}).save(tmp / "predictions.safetensors")
+    return {"images": 2000}
+
+
+for line in sys.stdin:  # "<kind> <round>": fork a writer, report its pid, reap it
+    kind, rnd = line.split()
+    pid = os.fork()
+    if pid == 0:
+        i = 0
+        while True:  # entry after entry until SIGKILLed
+            cache.get_or_build(kind, cache_key(kind, rnd, i), ckpt if kind == "ckpt" else pred)
+            i += 1
+    print(pid, flush=True)
+    _, status = os.waitpid(pid, 0)
+    print(status, flush=True)
+"""
+
+
+def scratch_key(path: Path) -> str:
+    """The key of a build's scratch directory ``.tmp-<key>-<pid>-<hex>``."""
+    match = re.fullmatch(r"\.(?:tmp|trash)-(.+)-\d+-[0-9a-f]{8}", path.name)
+    assert match is not None, path
+    return match[1]
+
+
+def test_sigkill_mid_checkpoint_and_prediction_writes(
+    tmp_path: Path, record_property: object
+) -> None:
+    """20 SIGKILLs at random points of processes writing checkpoints and predictions
+    through harness.cache: no corrupt entry, and the next run rebuilds what was killed."""
+    import random
+
+    from torch import nn
+
+    from harness.checkpoint import load_checkpoint
+    from harness.predictions import load_predictions
+
+    root = tmp_path / "cache"
+    rng = random.Random(0)
+    helper = python(WRITER, root, stdin=subprocess.PIPE)
+    assert helper.stdin is not None and helper.stdout is not None
+    mid_write = {"ckpt": 0, "pred": 0}
+    try:
+        for rnd in range(KILLS):
+            kind = "ckpt" if rnd % 2 == 0 else "pred"
+            helper.stdin.write(f"{kind} {rnd}\n")
+            helper.stdin.flush()
+            pid = int(helper.stdout.readline())
+            while helper.stdout.readline().strip() != "w":  # its first entry: completed
+                pass
+            while helper.stdout.readline().strip() != "w":  # its second: being written
+                pass
+            time.sleep(rng.uniform(0.0, WRITE_S[kind]))  # a random point of that write
+            os.kill(pid, signal.SIGKILL)
+            while (line := helper.stdout.readline().strip()) == "w":
+                pass
+            assert int(line) == signal.SIGKILL  # killed, not crashed
+            left = list((root / kind).glob(f".tmp-*-{pid}-*"))  # its unfinished build
+            mid_write[kind] += bool(left)
+    finally:
+        helper.stdin.close()
+        helper.wait(timeout=30)
+
+    events: list[str] = []
+    cache = Cache(root, on_event=events.append)
+    problems = cache.verify()
+    # only scratch directories of killed builds; never an entry with a bad file
+    assert all(isinstance(where, Path) for where, _ in problems), problems
+    assert {reason for _, reason in problems} <= {
+        "leftover temporary directory of an interrupted build"
+    }
+    killed_keys = {scratch_key(where) for where, _ in problems}
+    entries = cache.ls()
+    assert killed_keys.isdisjoint({e.key for e in entries})
+
+    def tiny() -> nn.Module:
+        return nn.Sequential(nn.Conv2d(3, 64, 3), nn.BatchNorm2d(64), nn.Conv2d(64, 512, 3))
+
+    for entry in entries:  # every complete entry loads
+        if entry.kind == "ckpt":
+            load_checkpoint(tiny, entry.path)
+        else:
+            assert len(load_predictions(entry.file("predictions.safetensors")).by_image) == 2000
+
+    rebuilt = 0
+    for where, _ in problems:  # the next run rebuilds each killed entry
+        kind = where.parent.name
+        _, built = cache.get_or_build(kind, scratch_key(where), build_ok)
+        rebuilt += built
+    assert rebuilt == len(killed_keys)
+    assert cache.verify() == [] and events == []
+    counts = {
+        "kills": KILLS,
+        "killed_mid_checkpoint_write": mid_write["ckpt"],
+        "killed_mid_prediction_write": mid_write["pred"],
+        "complete_entries": len(entries),
+        "corrupt_entries": 0,
+        "rebuilt": rebuilt,
+    }
+    record_property("crash_counts", counts)  # type: ignore[operator]
+    print(counts)
+    assert mid_write["ckpt"] >= 1 and mid_write["pred"] >= 1, counts

@@ -27,9 +27,11 @@ from harness.compress.prune import (
     global_magnitude,
     l1_filter,
 )
+from harness.compress.quantize import QuantizeParams, ptq_int8
 from harness.compress.structure import structure_of
 from harness.errors import CheckpointError
 from models.toydrive import build_toydrive_fcos
+from models.toysigns import build_toysigns_cnn
 
 
 @pytest.fixture(autouse=True)
@@ -228,6 +230,75 @@ def test_reloaded_structured_model_keeps_its_base(saved_fcos: Path, tmp_path: Pa
     again = json.loads((tmp_path / "again" / STRUCTURE_FILE).read_text())
     assert again == json.loads((saved_fcos / STRUCTURE_FILE).read_text())
     load_checkpoint(build_toydrive_fcos, tmp_path / "again")
+
+
+# -- quantized checkpoints -----------------------------------------------------------------------
+
+
+def _small_cnn() -> nn.Module:
+    torch.manual_seed(0)
+    return build_toysigns_cnn(widths=(8, 16, 32))
+
+
+@pytest.fixture
+def saved_int8(tmp_path: Path) -> Path:
+    torch.manual_seed(0)
+    ctx = CompressContext(example_inputs=torch.rand(8, 3, 32, 32), progress=lambda _: None)
+    quantized = ptq_int8(_small_cnn().eval(), QuantizeParams(calibration_images=8), ctx)
+    save_checkpoint(quantized, tmp_path / "int8", meta={"variant": "int8"})
+    return tmp_path / "int8"
+
+
+def test_quantized_checkpoint_holds_int_tensors(saved_int8: Path) -> None:
+    tensors = load_file(str(saved_int8 / WEIGHTS_FILE))
+    int8 = [k for k, v in tensors.items() if v.dtype == torch.int8]
+    assert len(int8) == 4  # three convs and the linear layer
+    assert not [k for k, v in tensors.items() if v.is_floating_point() and k.endswith("weight")]
+    structure = json.loads((saved_int8 / STRUCTURE_FILE).read_text())
+    assert structure["quantization"]["method"] == "ptq_int8"
+    assert structure["modules"]["1.0"]["out_channels"] == 8  # the float structure
+
+
+def test_quantized_checkpoint_of_another_architecture(saved_int8: Path) -> None:
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(lambda: build_toysigns_cnn(widths=(16, 16, 32)), saved_int8)
+    assert "module '1.0' has out_channels 8 in the checkpoint but 16 here" in str(err.value)
+    assert str(saved_int8 / WEIGHTS_FILE) in str(err.value)
+
+
+def _drop_first_entry(record: dict) -> None:
+    entries = record["layout"]["entries"]
+    del entries[next(iter(entries))]
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda q: q.pop("kind"), "corrupt quantization record"),
+        (lambda q: q.update(weight_bits=3), "corrupt quantization record"),
+        (lambda q: q.update(layout={}), "no readable layout"),
+        (_drop_first_entry, "does not fit the rebuilt model: missing key"),
+        (lambda q: q["layout"]["entries"]["graph.1.0.weight"].update(shape=[9]), "corrupt"),
+    ],
+)
+def test_corrupt_quantization_record(
+    saved_int8: Path, edit: Callable[[dict], None], message: str
+) -> None:
+    structure_file = saved_int8 / STRUCTURE_FILE
+    structure = json.loads(structure_file.read_text())
+    edit(structure["quantization"])
+    structure_file.write_text(json.dumps(structure))
+    with pytest.raises(CheckpointError, match=message) as err:
+        load_checkpoint(_small_cnn, saved_int8)
+    assert "\n" not in str(err.value) and err.value.hint
+
+
+def test_quantized_checkpoint_lacking_a_tensor(saved_int8: Path) -> None:
+    tensors = load_file(str(saved_int8 / WEIGHTS_FILE))
+    del tensors["graph.1.0.weight:scales"]
+    save_file(tensors, str(saved_int8 / WEIGHTS_FILE))
+    with pytest.raises(CheckpointError, match=r"lacks tensor 'graph\.1\.0\.weight:scales'"):
+        load_checkpoint(_small_cnn, saved_int8)
 
 
 # -- user weights ------------------------------------------------------------------------------

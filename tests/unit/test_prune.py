@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
@@ -25,6 +26,7 @@ from harness.errors import HarnessError
 from harness.spec._problems import SpecProblem
 from harness.spec.schema import validate_params
 from models.toydrive import build_toydrive_fcos
+from tests.unit.compress_helpers import assert_round_trip
 
 
 @pytest.fixture(autouse=True)
@@ -294,3 +296,54 @@ def test_sparsity_zero_is_a_no_op(fcos: nn.Module) -> None:
     after = fcos.state_dict()
     assert before.keys() == after.keys()
     assert all(torch.equal(v, after[k]) for k, v in before.items())
+
+
+# -- l1_filter with the AGP schedule ----------------------------------------------------------
+
+
+def test_l1_filter_agp_removes_filters_gradually_between_training(
+    fcos: nn.Module, tmp_path: Path
+) -> None:
+    widths: list[tuple[int, int]] = []
+
+    def train(model: nn.Module, steps: int) -> None:
+        widths.append((model.backbone.stage3[1][0].out_channels, steps))
+        _train_steps(model, 1)
+
+    lines: list[str] = []
+    ctx = CompressContext(example_inputs=torch.rand(2, 3, 128, 128), progress=lines.append)
+    ctx.train = train
+    params = L1FilterParams(sparsity=0.5, schedule="agp", steps=3, prune_every=4)
+    fcos = METHODS.get("l1_filter").fn(fcos, params, ctx)
+    schedule = [agp_sparsity(k, 3, 0.0, 0.5) for k in range(3)]
+    assert widths == [(int(96 * (1 - s)), 4) for s in schedule]  # torch-pruning keeps int(n(1-s))
+    assert fcos.backbone.stage3[1][0].out_channels == 48  # the target, within 1 %
+    assert lines[1].startswith("l1_filter agp 1/3: sparsity 0.352, params")
+    _check_group_norms(fcos)
+    assert_round_trip(fcos, build_toydrive_fcos, _images(1), tmp_path)
+
+
+def test_l1_filter_agp_keeps_earlier_masks(fcos: nn.Module) -> None:
+    global_magnitude(fcos, GlobalMagnitudeParams(sparsity=0.5), _ctx())
+    ctx = _ctx()
+    ctx.train = lambda model, steps: _train_steps(model, 1)
+    params = L1FilterParams(sparsity=0.5, schedule="agp", steps=2, prune_every=1)
+    l1_filter(fcos, params, ctx)
+    assert prune.is_pruned(fcos) and model_sparsity(fcos) > 0.3
+
+
+def test_l1_filter_agp_needs_training(fcos: nn.Module) -> None:
+    params = L1FilterParams(sparsity=0.5, schedule="agp", steps=2)
+    with pytest.raises(HarnessError, match="interleaves pruning with training"):
+        l1_filter(fcos, params, _ctx())
+
+
+def test_l1_filter_params_share_the_schedule_checks() -> None:
+    with pytest.raises(SpecProblem, match="needs a gradual schedule"):
+        validate_params(L1FilterParams, {"sparsity": 0.5, "steps": 3}, ("prune",))
+    with pytest.raises(SpecProblem, match="is above sparsity"):
+        validate_params(
+            L1FilterParams,
+            {"sparsity": 0.5, "schedule": "agp", "initial_sparsity": 0.7},
+            ("prune",),
+        )

@@ -5,12 +5,14 @@ from __future__ import annotations
 import math
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from harness.errors import HarnessError
 from harness.spec import Decision, Thresholds, decide, reduce_per_class
+from harness.spec.thresholds import Interval, gated_quantities
 
 NAN = math.nan
 
@@ -189,3 +191,106 @@ def test_exception_reduce(
 ) -> None:
     with pytest.raises(HarnessError, match=match):
         reduce_per_class(cand, base, how, True)
+
+
+# -------------------------------------------------------------------- interval decisions
+def _ci(low: float, high: float) -> Interval:
+    return Interval(low, high, 0.95)
+
+
+@pytest.mark.parametrize(
+    ("limits", "value", "baseline", "quantity", "ci", "mode", "violation"),
+    [
+        # drop_max 0.08, point drop 0.05 within: conservative needs the whole CI within
+        ({"drop_max": 0.08}, 0.45, 0.5, "drop", (0.03, 0.07), "conservative", None),
+        ({"drop_max": 0.08}, 0.45, 0.5, "drop", (0.03, 0.08), "conservative", None),
+        (
+            {"drop_max": 0.08},
+            0.45,
+            0.5,
+            "drop",
+            (0.03, 0.09),
+            "conservative",
+            "drop 95% CI [0.03, 0.09] not within drop_max 0.08 (decide: conservative)",
+        ),
+        # point drop 0.112 violates: lenient fails only if the whole CI does
+        ({"drop_max": 0.08}, 0.319, 0.431, "drop", (0.07, 0.143), "lenient", None),
+        (
+            {"drop_max": 0.08},
+            0.319,
+            0.431,
+            "drop",
+            (0.081, 0.143),
+            "lenient",
+            "drop 95% CI [0.081, 0.143] > drop_max 0.08 (decide: lenient)",
+        ),
+        # lower limits mirror upper ones
+        ({"ratio_min": 0.95}, 0.97, 1.0, "ratio", (0.9, 1.02), "lenient", None),
+        (
+            {"ratio_min": 0.95},
+            0.97,
+            1.0,
+            "ratio",
+            (0.9, 1.02),
+            "conservative",
+            "ratio 95% CI [0.9, 1.02] not within ratio_min 0.95 (decide: conservative)",
+        ),
+        (
+            {"min": 0.5},
+            0.45,
+            None,
+            "value",
+            (0.41, 0.49),
+            "lenient",
+            "value 95% CI [0.41, 0.49] < min 0.5 (decide: lenient)",
+        ),
+        ({"max": 0.1}, 0.05, None, "value", (0.01, 0.1), "conservative", None),
+        # the interval decides, not the point: a passing point can fail and vice versa
+        ({"max": 0.1}, 0.2, None, "value", (0.01, 0.3), "lenient", None),
+    ],
+)
+def test_decide_with_intervals(
+    limits: dict[str, float],
+    value: float,
+    baseline: float | None,
+    quantity: str,
+    ci: tuple[float, float],
+    mode: str,
+    violation: str | None,
+) -> None:
+    decision = decide(
+        Thresholds(**limits), value, baseline, intervals={quantity: _ci(*ci)}, mode=mode
+    )
+    assert decision.violations == ([] if violation is None else [violation])
+
+
+def test_interval_decisions_nest() -> None:
+    """conservative pass ⇒ point pass ⇒ lenient pass, when the point lies in the CI."""
+    th = Thresholds(drop_max=0.05)
+    for low, high in [(0.0, 0.04), (0.03, 0.06), (0.055, 0.07), (0.06, 0.09)]:
+        mid = (low + high) / 2
+        res = {
+            mode: decide(th, 0.5 - mid, 0.5, intervals={"drop": _ci(low, high)}, mode=mode).passed
+            for mode in ("conservative", "lenient")
+        }
+        point = decide(th, 0.5 - mid, 0.5).passed
+        assert res["conservative"] <= point <= res["lenient"]
+
+
+def test_undefined_interval_fails_and_missing_interval_raises() -> None:
+    bad = decide(Thresholds(max=1.0), 0.5, intervals={"value": _ci(NAN, NAN)}, mode="lenient")
+    assert not bad.passed and "undefined (NaN)" in bad.message
+    with pytest.raises(HarnessError, match="needs a confidence interval of drop"):
+        decide(Thresholds(drop_max=0.1), 0.5, 0.6, intervals={}, mode="conservative")
+    with pytest.raises(HarnessError, match="unknown decide mode"):
+        decide(Thresholds(max=1.0), 0.5, mode="strict")
+
+
+def test_gated_quantities_of_arrays_match_scalars() -> None:
+    values, baselines = np.array([0.3, 0.0, 0.5]), np.array([0.4, 0.0, 0.0])
+    arrays = gated_quantities(values, baselines)
+    for i in range(3):
+        scalars = gated_quantities(float(values[i]), float(baselines[i]))
+        for key, got in scalars.items():
+            assert np.array_equal(arrays[key][i], got, equal_nan=True), key
+    assert Thresholds(min=0, drop_max=1, ratio_max=2).quantities() == ["value", "drop", "ratio"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -160,3 +161,43 @@ def test_images_of_different_sizes_are_an_error(data: ClassificationData) -> Non
 
     with pytest.raises(DataError, match="needs images of one size"):
         load_classification_set(Mixed())
+
+
+def test_class_weighted_cross_entropy_is_the_papers_eq4() -> None:
+    from harness.train.classify import _step
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
+    x, y = torch.rand(5, 3, 2, 2), torch.tensor([0, 1, 2, 2, 1])
+    weights = {0: 2.0, 2: 0.5}  # class 1 has no weight: 1
+    with torch.no_grad():
+        per_image = F.cross_entropy(model(x), y, reduction="none")
+    expected = float((torch.tensor([2.0, 1.0, 0.5])[y] * per_image).mean())
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    params = list(model.parameters())
+    loss, _, n = _step(model, x, y, optimizer, params, RECIPE, None, weights)
+    assert loss == pytest.approx(expected) and n == 5
+    unweighted, _, _ = _step(model, x, y, optimizer, params, RECIPE, None, None)
+    assert unweighted == pytest.approx(float(per_image.mean()))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"sampler": "rfs", "rfs_threshold": 1.0},
+        {"sampler": "ens", "beta": 0.99, "lam": 2.0},
+        {"augment": "naturalistic"},
+    ],
+    ids=["rfs", "ens", "naturalistic"],
+)
+def test_finetune_options_are_seeded_and_change_training(
+    data: ClassificationData, options: dict
+) -> None:
+    recipe = TrainRecipe(epochs=1, batch_size=32, max_steps=2, seed=3)
+    first, second, plain = _tiny(), _tiny(), _tiny()
+    train_classifier(first, data, replace(recipe, **options))
+    train_classifier(second, data, replace(recipe, **options))
+    train_classifier(plain, data, recipe)
+    a, b, c = (m.state_dict() for m in (first, second, plain))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)

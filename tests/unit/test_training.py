@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import torch
 from harness.data.registry import toydrive_dataset
 from harness.evaluate import predict_detections
 from harness.train.finetune import load_training_set, total_steps, train_detector
+from harness.train.samplers import ClassCounts, balancing, rfs_factors
 from models.toydrive import RECIPE, build_toydrive_fcos
 
 
@@ -89,3 +91,65 @@ def test_predictions_round_trip(tmp_path: Path, tiny_toydrive) -> None:
     preds.save(tmp_path / "p.safetensors")
     loaded = DetectionPredictions.load(tmp_path / "p.safetensors")
     assert loaded.fingerprint == preds.fingerprint
+
+
+def test_balanced_naturalistic_adversarial_finetune_is_seeded(tiny_toydrive) -> None:
+    items = load_training_set(tiny_toydrive["train"])
+    recipe = replace(
+        RECIPE,
+        batch_size=2,
+        max_steps=1,
+        seed=3,
+        sampler="rfs",
+        rfs_threshold=0.5,
+        augment="naturalistic",
+        adversarial={"method": "fgsm", "eps": 2 / 255},
+    )
+    models = []
+    for options in (recipe, recipe, replace(recipe, adversarial=None)):
+        torch.manual_seed(0)
+        model = build_toydrive_fcos()
+        result = train_detector(model, items, options)
+        assert result.steps == 1 and math.isfinite(result.final_loss)
+        models.append(model.state_dict())
+    a, b, c = models
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_rfs_on_detection_targets_repeats_images_with_rare_classes(tiny_toydrive) -> None:
+    items = load_training_set(tiny_toydrive["train"])
+    labels = [t["labels"].tolist() for _, t in items]
+    counts = ClassCounts.from_labels(labels)
+    rarest = min(counts.images_with, key=counts.images_with.get)
+    plan = balancing(replace(RECIPE, sampler="rfs", rfs_threshold=0.5), labels, loss_weights=False)
+    assert plan.repeat_factors is not None
+    factors = rfs_factors(counts, 0.5)
+    for image_labels, factor in zip(labels, plan.repeat_factors, strict=True):
+        assert factor == max((factors[c] for c in image_labels), default=1.0)
+        if rarest in image_labels:
+            assert factor == pytest.approx(max(1.0, math.sqrt(0.5 / counts.fraction(rarest))))
+
+
+def test_finetune_spec_maps_to_the_recipe() -> None:
+    from harness.session import _recipe
+    from harness.spec.schema import FinetuneSpec
+    from harness.train.adversarial import AdversarialTraining
+
+    spec = FinetuneSpec.model_validate(
+        {
+            "epochs": 2,
+            "sampler": "inv_cap",
+            "rfs_threshold": "1/10",
+            "lam": 2,
+            "augment": "naturalistic",
+            "adversarial": {"method": "pgd", "eps": "2/255", "steps": 3},
+        }
+    )
+    recipe = _recipe(spec, seed=7)
+    assert (recipe.epochs, recipe.seed, recipe.sampler) == (2, 7, "inv_cap")
+    assert (recipe.rfs_threshold, recipe.lam, recipe.augment) == (0.1, 2.0, "naturalistic")
+    assert recipe.adversarial == AdversarialTraining("pgd", 2 / 255, 0.5 / 255, 3)
+    fgsm = _recipe(FinetuneSpec.model_validate({"adversarial": "fgsm"}), seed=0)
+    assert fgsm.adversarial == AdversarialTraining("fgsm")
+    assert _recipe(FinetuneSpec(), seed=0).adversarial is None

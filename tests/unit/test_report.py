@@ -1,0 +1,209 @@
+"""Report records, results.json against its schema, and the HTML page's plots."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import numpy as np
+import pytest
+from PIL import Image
+
+from harness.checks import CheckOutcome, GateStatistics, decide_check
+from harness.metrics import METRICS
+from harness.report import SCHEMA_PATH, jsonable, outcome_record, skipped_record, write_report
+from harness.spec import CheckSpec, Thresholds
+from harness.spec.thresholds import Interval
+
+STAMPS = {
+    "harness": "0.1.0",
+    "torch": "2.13.0",
+    "torchvision": "0.28.0",
+    "device": "cpu",
+    "data": "d" * 64,
+    "checkpoint": "k1",
+    "baseline_checkpoint": "k0",
+    "date": "2026-01-01T00:00:00+00:00",
+    "git_commit": "abc",
+}
+CLASSES = ("car", "bus", "train")
+
+
+def _record(
+    variant: str,
+    check: str,
+    spec: dict[str, Any],
+    cand: Any,
+    base: Any,
+    statistics: GateStatistics | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    check_spec = CheckSpec.model_validate(spec)
+    value, base_value, decision, worst = decide_check(
+        check=check_spec, info=METRICS.get(check_spec.metric), candidate=cand, baseline=base
+    )
+    outcome = CheckOutcome(
+        suite="s",
+        variant=variant,
+        check=check,
+        metric=check_spec.metric,
+        value=value,
+        baseline_value=base_value,
+        decision=decision,
+        thresholds=Thresholds.from_check(check_spec),
+        baseline_variant="dense",
+        n_images=10,
+        seed=0,
+        worst_class=worst,
+        per_class=cand if isinstance(cand, dict) else None,
+        baseline_per_class=base if isinstance(base, dict) else None,
+        extra={"reduce": check_spec.reduce or "", **extra},
+        statistics=statistics,
+    )
+    record = outcome_record(
+        outcome, params=check_spec.params, item_stamps=STAMPS, primary_metric="map"
+    )
+    status = "passed" if outcome.passed else "failed"
+    return {**record, "status": status, "duration_s": 0.5, "nodeid": f"s.yaml::{variant}::{check}"}
+
+
+def _bins(shift: float) -> list[dict[str, Any]]:
+    return [
+        {
+            "lo": i / 5,
+            "hi": (i + 1) / 5,
+            "count": 3 + i,
+            "acc": min(1.0, i / 5 + shift),
+            "conf": i / 5,
+        }
+        for i in range(5)
+    ]
+
+
+def _table(scale: float) -> dict[str, dict[str, float]]:
+    return {c: {str(s): 0.6 - scale * 0.1 * s for s in (1, 3)} for c in ("fog", "gaussian_noise")}
+
+
+@pytest.fixture
+def records() -> list[dict[str, Any]]:
+    base_ap = {"car": 0.7, "bus": 0.5, "train": 0.3}
+    grid = {"table": _table(1.2), "baseline_table": _table(1.0), "clean": 0.6}
+    latency = {"samples_ms": [3.0, 3.2, 2.9], "device": "cpu", "batch_size": 1, "threads": 2}
+    return [
+        _record(
+            "p30",
+            "worst",
+            {"metric": "per_class_ap", "reduce": "worst_drop", "max": 0.15},
+            {"car": 0.6, "bus": 0.45, "train": math.nan},
+            base_ap,
+        ),
+        _record(
+            "p50",
+            "worst",
+            {"metric": "per_class_ap", "reduce": "worst_drop", "max": 0.15},
+            {"car": 0.4, "bus": 0.3, "train": 0.1},
+            base_ap,
+        ),
+        _record(
+            "p30",
+            "mpc",
+            {"metric": "mpc", "corruptions": ["fog"], "drop_max": 0.5},
+            0.3,
+            0.4,
+            details=grid,
+            baseline_details=grid,
+        ),
+        _record(
+            "p30",
+            "ece",
+            {"metric": "ece", "increase_max": 0.1},
+            0.08,
+            0.05,
+            details={"bins": _bins(0.1)},
+            baseline_details={"bins": _bins(0.0)},
+        ),
+        _record(
+            "p30",
+            "lat",
+            {"metric": "latency_ms", "ratio_max": 0.9},
+            3.1,
+            5.0,
+            details=latency,
+            baseline_details={**latency, "samples_ms": [5.0, 5.1]},
+        ),
+        skipped_record("s", "p30", "lat_cuda", "latency_ms", "no CUDA GPU is present"),
+    ]
+
+
+def test_jsonable_is_strict_json() -> None:
+    value = {1: (np.float32(0.5), math.nan, math.inf), "x": [np.int64(3), Path("a")]}
+    assert jsonable(value) == {"1": [0.5, None, None], "x": [3, "a"]}
+    json.dumps(jsonable(value), allow_nan=False)
+
+
+def test_results_json_validates(tmp_path: Path, records: list[dict[str, Any]]) -> None:
+    results, _ = write_report(tmp_path / "out", records)
+    doc = json.loads(results.read_text())
+    jsonschema.validate(doc, json.loads(SCHEMA_PATH.read_text()))
+    assert doc["summary"] == {"total": 6, "passed": 4, "failed": 1, "skipped": 1}
+    worst = next(r for r in doc["items"] if r["variant"] == "p50" and r["check"] == "worst")
+    assert worst["status"] == "failed" and worst["worst_class"] == "car"
+    assert worst["thresholds"] == {"max": 0.15} and worst["violations"]
+    nan_class = next(r for r in doc["items"] if r["variant"] == "p30" and r["check"] == "worst")
+    assert nan_class["per_class"]["train"] is None  # NaN is null in strict JSON
+    json.loads(results.read_text(), parse_constant=pytest.fail)  # no NaN/Infinity tokens
+
+
+def test_exception_schema_rejects_a_bad_item(tmp_path: Path, records: list[dict[str, Any]]) -> None:
+    results, _ = write_report(tmp_path, records)
+    doc = json.loads(results.read_text())
+    doc["items"][0]["status"] = "maybe"
+    with pytest.raises(jsonschema.ValidationError, match="'maybe' is not one of"):
+        jsonschema.validate(doc, json.loads(SCHEMA_PATH.read_text()))
+    del doc["items"][0]["stamps"]
+    doc["items"][0]["status"] = "passed"
+    with pytest.raises(jsonschema.ValidationError, match="'stamps' is a required property"):
+        jsonschema.validate(doc, json.loads(SCHEMA_PATH.read_text()))
+
+
+def test_html_has_the_four_plots_and_the_failure(
+    tmp_path: Path, records: list[dict[str, Any]]
+) -> None:
+    _, page = write_report(tmp_path, records)
+    text = page.read_text()
+    titles = re.findall(r"<figcaption>([^<]+)</figcaption>", text)
+    assert [t.split(": ", 1)[1].split(" (")[0] for t in titles] == [
+        "per-class AP",
+        "mAP under corruption × severity",
+        "reliability",
+        "latency",
+    ]
+    for data in re.findall(r"src='data:image/png;base64,([^']+)'", text):
+        image = Image.open(io.BytesIO(base64.b64decode(data)))
+        assert image.width > 200 and image.height > 100
+    assert "worst per-class AP drop 0.300 (class &#x27;car&#x27;: 0.700 -&gt; 0.400)" in text
+    assert "no CUDA GPU is present" in text and ">SKIPPED<" in text
+
+
+def test_confidence_interval_in_results_and_table(tmp_path: Path) -> None:
+    stats = GateStatistics(
+        decide="conservative",
+        method="bootstrap",
+        intervals={"drop": Interval(0.01, 0.05, 0.95)},
+        resamples=1000,
+    )
+    rec = _record("p30", "map", {"metric": "map", "drop_max": 0.1}, 0.47, 0.5, statistics=stats)
+    results, page = write_report(tmp_path, [rec])
+    doc = json.loads(results.read_text())
+    jsonschema.validate(doc, json.loads(SCHEMA_PATH.read_text()))
+    (item,) = doc["items"]
+    assert item["ci"] == {"drop": {"low": 0.01, "high": 0.05, "confidence": 0.95}}
+    assert item["statistics"]["decide"] == "conservative"
+    assert item["statistics"]["resamples"] == 1000
+    assert "drop [0.0100, 0.0500]" in page.read_text()
