@@ -25,7 +25,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from harness.compress import METHODS, CompressContext, count_parameters
+from harness.compress import METHODS, CompressContext
+from harness.compress.quantize import parameter_counts
 from harness.metrics.latency import CudaEventTimer, PerfCounterTimer
 
 THREADS = 2
@@ -107,9 +108,9 @@ def bench(name: str, runs: int, recipes: list[str]) -> None:
             print(f"{name}/{recipe}: not built ({type(exc).__name__}: {exc})")
     cpu = median_ms({v: call(m) for v, m in variants.items()}, PerfCounterTimer(), runs)
     print(f"\n{name}: batch {len(batch)}, {THREADS} CPU threads, median of {runs}")
-    print(f"{'variant':20} {'CPU ms':>9} {'ratio':>7} {'params':>9}")
+    print(f"{'variant':20} {'CPU ms':>9} {'ratio':>7} {'nonzero':>9}")
     for variant, model in variants.items():
-        params = count_parameters(model)[1]
+        params = parameter_counts(model)[1]
         ratio = cpu[variant] / cpu["dense"]
         print(f"{variant:20} {cpu[variant]:9.2f} {ratio:6.2f}x {params:>9,}")
     if torch.cuda.is_available():

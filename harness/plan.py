@@ -38,15 +38,19 @@ def inspecting_session(session: HarnessSession) -> HarnessSession:
 
 
 def recipe(spec: VariantSpec) -> str:
-    """``prune l1_filter sparsity=0.5 → finetune epochs=5 lr=0.002`` (or ``no changes``)."""
-    steps = []
+    """``prune l1_filter sparsity=0.5 → finetune epochs=5 lr=0.002`` (or ``no changes``),
+    in the order the steps run: quantize steps come after the fine-tune of the float model."""
+    steps, quantize = [], []
     for step in spec.compress:
         params = step.params
         given = params.model_dump(exclude_unset=True) if hasattr(params, "model_dump") else params
-        steps.append(f"{step.kind} {step.method} {_args(given)}".rstrip())
+        (quantize if step.kind == "quantize" else steps).append(
+            f"{step.kind} {step.method} {_args(given)}".rstrip()
+        )
     if spec.finetune is not None:
         given = spec.finetune.model_dump(exclude_unset=True, exclude_none=True)
         steps.append(f"finetune {_args(given)}".rstrip())
+    steps += quantize
     if spec.seed is not None:
         steps.append(f"(seed {spec.seed})")
     return " → ".join(steps) or "no changes (the base model)"

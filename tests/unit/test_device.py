@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
+import os
 
-from fixtures.device import cpu_threads, pick_device, worker_index
+import pytest
+import torch
+
+from fixtures.device import configure_worker, cpu_threads, pick_device, worker_index
 
 
 @pytest.mark.parametrize(
@@ -39,3 +42,18 @@ def test_pick_device(requested: str, worker: str | None, gpus: int, expected: st
 )
 def test_cpu_threads_never_oversubscribe(workers: int, cores: int, expected: int) -> None:
     assert cpu_threads(workers, cores) == expected
+
+
+_CORES = os.cpu_count() or 1
+
+
+@pytest.mark.parametrize(
+    ("threads", "workers", "expected"), [(1, 1, 1), (3, 2, 3), (None, 2, max(1, _CORES // 2))]
+)
+def test_configure_worker_sets_threads(threads: int | None, workers: int, expected: int) -> None:
+    before = torch.get_num_threads()
+    try:
+        assert configure_worker("cpu", "gw0", workers, threads=threads) == "cpu"
+        assert torch.get_num_threads() == expected
+    finally:
+        torch.set_num_threads(before)
