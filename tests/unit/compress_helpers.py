@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 from torch import nn
 
@@ -25,6 +26,21 @@ def signs(root: Path) -> ClassificationData:
     """A small toysigns training set (32×32 images)."""
     paths = generate_toysigns(root, n_train=128, n_val=0)
     return ClassificationData.load(paths["images"], paths["train"])
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """One torch thread during the test (recipes compare counts, not speed)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def signs_data(tmp_path_factory: pytest.TempPathFactory) -> ClassificationData:
+    """A small toysigns training set, generated once per test module."""
+    return signs(tmp_path_factory.mktemp("signs") / "d")
 
 
 def cnn(widths: tuple[int, ...] = (8, 16, 32), seed: int = 0) -> nn.Module:

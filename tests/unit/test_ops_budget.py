@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,17 +22,9 @@ from tests.unit import compress_helpers as h
 WIDTHS = (32, 64, 128)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> ClassificationData:
-    return h.signs(tmp_path_factory.mktemp("signs") / "d")
+# one torch thread for every test here, and a small toysigns training set per module
+_one_thread = h.one_thread
+data = h.signs_data
 
 
 def macs(model: nn.Module, run: object) -> float:

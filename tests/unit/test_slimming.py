@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,18 +16,9 @@ from harness.errors import HarnessError
 from models.toydrive import build_toydrive_fcos
 from tests.unit import compress_helpers as h
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> ClassificationData:
-    return h.signs(tmp_path_factory.mktemp("signs") / "d")
+# one torch thread for every test here, and a small toysigns training set per module
+_one_thread = h.one_thread
+data = h.signs_data
 
 
 def _bn_channels(model: nn.Module) -> int:
