@@ -53,6 +53,8 @@ def recipe(spec: VariantSpec) -> str:
     steps += quantize
     if spec.seed is not None:
         steps.append(f"(seed {spec.seed})")
+    if spec.checkpoint is not None:
+        steps.insert(0, f"from {spec.checkpoint}")
     return " → ".join(steps) or "no changes (the base model)"
 
 
@@ -69,8 +71,8 @@ def checkpoint_status(session: HarnessSession, suite: Suite, variant: str) -> st
     except HarnessError as err:  # NotBuilt, data not generated, missing weights
         return f"unknown ({err.message})"
     spec = suite.spec.variants[variant]
-    if not spec.compress and spec.finetune is None:
-        return f"base weights [{key[:12]}]"
+    if not spec.changes_weights:
+        return f"{'given' if spec.checkpoint else 'base'} weights [{key[:12]}]"
     cached = session.cache.get("ckpt", key, verify=False) is not None
     return f"{'cached' if cached else 'not built'} [{key[:12]}]"
 

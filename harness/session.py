@@ -106,7 +106,7 @@ class HarnessSession:
         self._datasets: dict[tuple[Path, str], Any] = {}
         self._models: dict[str, _Loaded] = {}
         self._keys: dict[tuple[Path, str], str] = {}
-        self._base_keys: dict[Path, str] = {}
+        self._base_keys: dict[tuple[Path, str | None], str] = {}
         self._predictions: dict[str, Predictions] = {}
         self._rebuilt: set[str] = set()
         self.memo: dict[Any, Any] = {}
@@ -226,31 +226,38 @@ class HarnessSession:
         return build, entry
 
     def _base(self, suite: Suite) -> _Loaded:
-        """The suite's trained base model (user checkpoint or embedded weights).
+        """The suite's trained base model (user checkpoint or embedded weights)."""
+        return self._start(suite, None)
+
+    def _start(self, suite: Suite, variant: str | None) -> _Loaded:
+        """The weights ``variant`` starts from: its own ``checkpoint``, else the base model.
 
         Weights are resolved and hashed once per suite; the model is reloaded only if
         it was evicted from memory.
         """
-        known = self._base_keys.get(suite.path)
+        source = suite.spec.variants[variant].checkpoint if variant is not None else None
+        memo = (suite.path, source)
+        known = self._base_keys.get(memo)
         if known is not None and known in self._models:
             return self._models[known]
         build, entry = self._builder(suite)
         spec = suite.spec.model
-        file = str(suite.path)
-        if spec.checkpoint is not None:
+        if source is not None:
+            weights = user_path(source, suite.path)
+        elif spec.checkpoint is not None:
             weights = user_path(spec.checkpoint, suite.path)
         elif entry is not None and entry.pretrained is not None:
             weights = entry.pretrained(self._pretrain_context(suite))
         else:
             raise HarnessError(
                 "the model has no trained weights",
-                file=file,
+                file=str(suite.path),
                 field="model.checkpoint",
                 hint="set model.checkpoint to a .safetensors or .pt state dict",
             )
         identity = spec.model_dump(mode="json", include={"name", "factory", "kwargs"})
         key = cache_key("base", identity, sha256_file(weights), stamps())
-        self._base_keys[suite.path] = key
+        self._base_keys[memo] = key
         if key not in self._models:
             model = load_user_weights(build(), weights)
             self._models[key] = _Loaded(model.eval(), key, {"weights": str(weights)})
@@ -272,14 +279,14 @@ class HarnessSession:
         """Content address of ``variant``'s checkpoint (the base key when unchanged)."""
         memo = (suite.path, variant)
         if memo not in self._keys:
-            base = self._base(suite).key
+            start = self._start(suite, variant).key
             v = suite.spec.variants[variant]
-            if not v.compress and v.finetune is None:
-                self._keys[memo] = base
+            if not v.changes_weights:
+                self._keys[memo] = start
             else:
                 self._keys[memo] = cache_key(
                     "variant",
-                    base,
+                    start,
                     [canonical_json(step) for step in v.compress],
                     canonical_json(v.finetune) if v.finetune else None,
                     self.seed(suite, variant),
@@ -293,6 +300,8 @@ class HarnessSession:
         key = self.checkpoint_key(suite, variant)
         if key in self._models:
             return self._models[key].model
+        if not suite.spec.variants[variant].changes_weights:
+            return self._start(suite, variant).model
         build, _ = self._builder(suite)
         entry, built = self.cache.get_or_build(
             "ckpt",
@@ -323,7 +332,7 @@ class HarnessSession:
         seed = self.seed(suite, variant)
         start = time.perf_counter()
         base = self._base(suite).model
-        model = copy.deepcopy(base if twin is None else twin)
+        model = copy.deepcopy(self._start(suite, variant).model if twin is None else twin)
         total_before, _ = count_parameters(base)
         train = self.dataset(suite, "train")
         steps_text = []

@@ -129,19 +129,25 @@ def verified_shipped_weights() -> Path:
 
 
 def train_toydrive_fcos(
-    train_data: Any, out_dir: Path, *, progress: Callable[[str], None] = print, device: str = "cpu"
+    train_data: Any,
+    out_dir: Path,
+    *,
+    progress: Callable[[str], None] = print,
+    device: str = "cpu",
+    recipe: TrainRecipe = RECIPE,
 ) -> dict[str, Any]:
-    """Train ``toydrive-fcos`` with ``RECIPE``; write ``model.safetensors`` into ``out_dir``."""
+    """Train ``toydrive-fcos`` with ``recipe`` (its seed also draws the initial weights);
+    write ``model.safetensors`` into ``out_dir``."""
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(RECIPE.seed)
+        torch.manual_seed(recipe.seed)
         model = build_toydrive_fcos(num_classes=len(train_data.categories) + 1)
-    progress(f"training toydrive-fcos on {len(train_data)} images ({RECIPE.epochs} epochs)")
+    progress(f"training toydrive-fcos on {len(train_data)} images ({recipe.epochs} epochs)")
     items = load_training_set(train_data)
-    result = train_detector(model, items, RECIPE, device=device, progress=progress)
+    result = train_detector(model, items, recipe, device=device, progress=progress)
     save_file(
         {k: v.contiguous() for k, v in model.state_dict().items()}, out_dir / "model.safetensors"
     )
-    return {"recipe": asdict(RECIPE), "steps": result.steps, "seconds": round(result.seconds, 1)}
+    return {"recipe": asdict(recipe), "steps": result.steps, "seconds": round(result.seconds, 1)}
 
 
 def pretrained_toydrive_fcos(ctx: PretrainContext) -> Path:

@@ -66,16 +66,18 @@ def train_toysigns_cnn(
     model_kwargs: dict[str, Any] | None = None,
     progress: Callable[[str], None] = print,
     device: str = "cpu",
+    recipe: TrainRecipe = RECIPE,
 ) -> dict[str, Any]:
-    """Train ``toysigns-cnn`` with ``RECIPE``; write ``model.safetensors`` into ``out_dir``."""
+    """Train ``toysigns-cnn`` with ``recipe`` (its seed also draws the initial weights);
+    write ``model.safetensors`` into ``out_dir``."""
     kwargs = {"num_classes": train_data.num_classes, **(model_kwargs or {})}
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(RECIPE.seed)
+        torch.manual_seed(recipe.seed)
         model = build_toysigns_cnn(**kwargs)
-    progress(f"training toysigns-cnn on {len(train_data)} images ({RECIPE.epochs} epochs)")
-    result = train_classifier(model, train_data, RECIPE, device=device, progress=progress)
+    progress(f"training toysigns-cnn on {len(train_data)} images ({recipe.epochs} epochs)")
+    result = train_classifier(model, train_data, recipe, device=device, progress=progress)
     save_file(plain_state_dict(model), str(out_dir / "model.safetensors"))
-    return {"recipe": asdict(RECIPE), "steps": result.steps, "seconds": round(result.seconds, 1)}
+    return {"recipe": asdict(recipe), "steps": result.steps, "seconds": round(result.seconds, 1)}
 
 
 def pretrained_toysigns_cnn(ctx: PretrainContext) -> Path:

@@ -513,8 +513,13 @@ class FinetuneSpec(_Spec):
 
 
 class VariantSpec(_Spec):
-    """A compressed (or not) version of the model: steps in order, then fine-tuning."""
+    """A compressed (or not) version of the model: steps in order, then fine-tuning.
 
+    ``checkpoint`` starts the variant from other weights of the same architecture (a model
+    compressed or retrained outside the harness) instead of the suite's base model.
+    """
+
+    checkpoint: str | None = None
     compress: list[CompressStep] = Field(default_factory=list)
     finetune: FinetuneSpec | None = None
     seed: Int | None = Field(None, ge=0)
@@ -529,11 +534,21 @@ class VariantSpec(_Spec):
             check_keys(data, _field_names(cls), "variant")
         return data
 
+    @field_validator("checkpoint")
+    @classmethod
+    def _checkpoint_exists(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return value if value is None else _resolve_path(value, info, directory=False)
+
+    @property
+    def changes_weights(self) -> bool:
+        """True when the variant compresses or fine-tunes (it gets a checkpoint of its own)."""
+        return bool(self.compress) or self.finetune is not None
+
     @model_validator(mode="after")
     def _repeatable(self) -> VariantSpec:
         if self.runs == 1:
             return self
-        if not self.compress and self.finetune is None:
+        if not self.changes_weights:
             raise SpecProblem(
                 f"runs: {self.runs} repeats compression and fine-tuning with other seeds, "
                 "but this variant has neither",

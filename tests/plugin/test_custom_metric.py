@@ -9,6 +9,8 @@ from xml.etree import ElementTree
 
 import pytest
 
+from tests.plugin.suite_texts import magnitude, suite_text
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -22,19 +24,14 @@ def _readme_example() -> str:
 
 CONFTEST = _readme_example()
 
-SUITE = """
-suite: custom
-model: {name: toydrive-fcos}
-data: {name: toydrive, split: val}
-baseline: dense
-variants:
-  dense: {}
-  magnitude-30:
-    compress: [{prune: {method: global_magnitude, sparsity: 0.3}}]
-checks:
+SUITE = suite_text(
+    "custom",
+    magnitude(30),
+    """\
   person_miss: {metric: person_miss_rate, max: 0.9}
   person_miss_strict: {metric: person_miss_rate, score: 0.999, max: 0.01}
-"""
+""",
+)
 
 
 def test_custom_metric_gates_from_yaml(suite_dir: pytest.Pytester) -> None:
@@ -56,21 +53,23 @@ def test_custom_metric_gates_from_yaml(suite_dir: pytest.Pytester) -> None:
     assert 0.0 <= float(loose["harness_value"]) < 0.9
 
 
-def test_custom_metric_unknown_name_suggests(suite_dir: pytest.Pytester) -> None:
+def _run_edited(suite_dir: pytest.Pytester, old: str, new: str) -> str:
+    """Run the suite with ``old`` replaced by ``new`` in its text; return the output."""
+    assert old in SUITE
     suite_dir.makeconftest(CONFTEST)
-    text = SUITE.replace("metric: person_miss_rate, max: 0.9", "metric: person_mis_rate, max: 0.9")
-    (suite_dir.path / "suites" / "custom.yaml").write_text(text)
-    result = suite_dir.runpytest("suites", "-p", "no:cacheprovider")
-    out = result.stdout.str()
+    (suite_dir.path / "suites" / "custom.yaml").write_text(SUITE.replace(old, new))
+    return suite_dir.runpytest("suites", "-p", "no:cacheprovider").stdout.str()
+
+
+def test_custom_metric_unknown_name_suggests(suite_dir: pytest.Pytester) -> None:
+    out = _run_edited(
+        suite_dir, "metric: person_miss_rate, max: 0.9", "metric: person_mis_rate, max: 0.9"
+    )
     assert "did you mean 'person_miss_rate'" in out
     assert "Traceback" not in out
 
 
 def test_custom_metric_param_is_type_checked(suite_dir: pytest.Pytester) -> None:
-    suite_dir.makeconftest(CONFTEST)
-    text = SUITE.replace("score: 0.999", "score: high")
-    (suite_dir.path / "suites" / "custom.yaml").write_text(text)
-    result = suite_dir.runpytest("suites", "-p", "no:cacheprovider")
-    out = result.stdout.str()
+    out = _run_edited(suite_dir, "score: 0.999", "score: high")
     assert "checks.person_miss_strict.score" in out
     assert "Traceback" not in out

@@ -32,6 +32,7 @@ def test_passing_suite_then_cache_reuse(suite_dir: pytest.Pytester) -> None:
     assert 0.0 <= float(props["harness_value"]) <= 1.0 and props["harness_passed"] == "True"
     assert "built checkpoint tiny/magnitude-30" in first.stdout.str()
     assert "robustness-harness release gates" in first.stdout.str()
+    first.stdout.fnmatch_lines(["harness peak memory (RSS): main * MiB*"])
     second = suite_dir.runpytest("suites")
     second.assert_outcomes(passed=2)
     assert "built checkpoint" not in second.stdout.str()

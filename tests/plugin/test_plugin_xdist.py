@@ -17,3 +17,5 @@ def test_two_workers_build_each_checkpoint_once(suite_dir: pytest.Pytester) -> N
         assert out.count(f"predicted tiny/{variant} ") == 1, out
     assert out.count("predicted tiny/dense ") == 1, out
     assert "robustness-harness release gates" in out
+    memory = [line for line in out.splitlines() if "harness peak memory (RSS): main" in line]
+    assert len(memory) == 1 and " gw0 " in memory[0] and " gw1 " in memory[0], memory

@@ -20,19 +20,12 @@ import torch
 from PIL import Image
 
 from harness.report import SCHEMA_PATH
+from tests.plugin.suite_texts import magnitude, suite_text
 
-SUITE = """
-suite: rep
-model: {name: toydrive-fcos}
-data: {name: toydrive, split: val}
-baseline: dense
-variants:
-  dense: {}
-  magnitude-30:
-    compress: [{prune: {method: global_magnitude, sparsity: 0.3}}]
-  magnitude-60:
-    compress: [{prune: {method: global_magnitude, sparsity: 0.6}}]
-checks:
+SUITE = suite_text(
+    "rep",
+    magnitude(30) + magnitude(60),
+    """\
   map_snapshot: {metric: map, drop_max: 1.0, baseline: snapshot, tolerance: 0.001}
   worst_class: {metric: per_class_ap, reduce: worst_drop, max: 1.0}
   calibration: {metric: ece, bins: 10, increase_max: 1.0}
@@ -40,7 +33,8 @@ checks:
                ratio_min: 0}
   latency: {metric: latency_ms, iters: 6, warmup: 1, ratio_max: 100}
   latency_cuda: {metric: latency_ms, device: cuda, iters: 3, ratio_max: 100}
-"""
+""",
+)
 
 CHROMIUM = next(
     (b for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None

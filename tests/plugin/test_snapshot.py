@@ -8,21 +8,16 @@ import json
 
 import pytest
 
-SUITE = """
-suite: snap
-model: {name: toydrive-fcos}
-data: {name: toydrive, split: val}
-baseline: dense
-variants:
-  dense: {}
-  magnitude-30:
-    compress: [{prune: {method: global_magnitude, sparsity: 0.3}}]
-  magnitude-50:
-    compress: [{prune: {method: global_magnitude, sparsity: 0.5}}]
-checks:
+from tests.plugin.suite_texts import magnitude, suite_text
+
+SUITE = suite_text(
+    "snap",
+    magnitude(30) + magnitude(50),
+    """\
   map_snapshot: {metric: map, baseline: snapshot, tolerance: 0.001}
   map_drop: {metric: map, drop_max: 1.0}
-"""
+""",
+)
 
 
 def test_snapshot_missing_regen_round_trip_and_mismatch(suite_dir: pytest.Pytester) -> None:

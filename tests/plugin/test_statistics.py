@@ -6,19 +6,12 @@ from xml.etree import ElementTree
 
 import pytest
 
-SUITE = """
-suite: tiny
-model: {name: toydrive-fcos}
-data: {name: toydrive, split: val}
-seed: 0
-baseline: dense
-variants:
-  dense: {}
-  magnitude-30:
-    compress: [{prune: {method: global_magnitude, sparsity: 0.3}}]
-    finetune: {epochs: 1, max_steps: 1, batch_size: 2}
-    runs: 2
-checks:
+from tests.plugin.suite_texts import magnitude, suite_text
+
+SUITE = suite_text(
+    "tiny",
+    magnitude(30, "finetune: {epochs: 1, max_steps: 1, batch_size: 2}", "runs: 2"),
+    """\
   clean_map: {metric: map, drop_max: 0.5, confidence: 0.9, resamples: 200, decide: conservative}
   worst_class:
     metric: per_class_ap
@@ -30,7 +23,9 @@ checks:
   map_runs: {metric: map, drop_max: 0.5, runs_test: paired_t, confidence: 0.95,
              decide: lenient, anova: true}
   impossible: {metric: map, min: 0.99, confidence: 0.95, resamples: 200, decide: lenient}
-"""
+""",
+    seed=0,
+)
 
 
 def _properties(path: object) -> dict[str, dict[str, str]]:

@@ -14,18 +14,9 @@ import pytest
 from harness.baselines import compare, lookup, read_snapshot, record, stamp_differences
 from harness.errors import HarnessError, SpecError
 from harness.spec import parse_suite
+from tests.unit.builders import MINIMAL_SUITE
 
-SUITE = """\
-suite: s
-model: {name: toydrive-fcos}
-data: {name: toydrive}
-baseline: dense
-variants:
-  dense: {}
-  small: {compress: [{prune: {method: _test_prune, sparsity: 0.5}}]}
-checks:
-  c: CHECK
-"""
+SUITE = MINIMAL_SUITE + "  c: CHECK\n"
 
 STAMPS = {
     "harness": "0.1.0",

@@ -4,45 +4,20 @@ from __future__ import annotations
 
 import math
 
-from harness.checks import CheckOutcome, decide_check, metric_label
-from harness.metrics import METRICS
-from harness.spec import Thresholds
+from harness.checks import metric_label
 from harness.spec.schema import CheckSpec
+from tests.unit.builders import decided_outcome
 
 
 def _check(**kw: object) -> CheckSpec:
     return CheckSpec.model_validate(kw)
 
 
-def _outcome(check: CheckSpec, candidate, baseline) -> CheckOutcome:
-    info = METRICS.get(check.metric)
-    value, base_value, decision, worst = decide_check(
-        check=check, info=info, candidate=candidate, baseline=baseline
-    )
-    return CheckOutcome(
-        suite="s",
-        variant="v",
-        check="c",
-        metric=check.metric,
-        value=value,
-        baseline_value=base_value,
-        decision=decision,
-        thresholds=Thresholds.from_check(check),
-        baseline_variant="dense",
-        n_images=400,
-        seed=0,
-        worst_class=worst,
-        per_class=candidate if isinstance(candidate, dict) else None,
-        baseline_per_class=baseline if isinstance(baseline, dict) else None,
-        extra={"reduce": check.reduce or ""},
-    )
-
-
 def test_worst_drop_message_names_class_and_threshold() -> None:
     check = _check(metric="per_class_ap", reduce="worst_drop", max=0.08)
     base = {"car": 0.80, "train": 0.431, "bus": 0.6}
     cand = {"car": 0.79, "train": 0.319, "bus": 0.58}
-    out = _outcome(check, cand, base)
+    out = decided_outcome(check, cand, base)
     assert not out.passed
     assert math.isclose(out.value, 0.112)
     assert out.worst_class == "train"
@@ -54,8 +29,8 @@ def test_worst_drop_message_names_class_and_threshold() -> None:
 
 def test_scalar_drop_passes_and_fails() -> None:
     check = _check(metric="map", drop_max=0.02)
-    ok = _outcome(check, 0.49, 0.5)
-    bad = _outcome(check, 0.40, 0.5)
+    ok = decided_outcome(check, 0.49, 0.5)
+    bad = decided_outcome(check, 0.40, 0.5)
     assert ok.passed and not bad.passed
     assert bad.headline() == "mAP 0.400 (baseline 0.500) drop 0.1 > drop_max 0.02"
     assert ok.headline().endswith("within drop_max 0.02")
@@ -63,12 +38,12 @@ def test_scalar_drop_passes_and_fails() -> None:
 
 def test_worst_reduce_compares_worst_classes() -> None:
     check = _check(metric="per_class_ap", reduce="worst", drop_max=0.05)
-    out = _outcome(check, {"a": 0.5, "b": 0.3}, {"a": 0.6, "b": 0.4})
+    out = decided_outcome(check, {"a": 0.5, "b": 0.3}, {"a": 0.6, "b": 0.4})
     assert out.value == 0.3 and out.baseline_value == 0.4 and not out.passed
 
 
 def test_properties_for_junit() -> None:
-    out = _outcome(_check(metric="map", min=0.5), 0.6, None)
+    out = decided_outcome(_check(metric="map", min=0.5), 0.6, None)
     props = out.properties()
     assert props["harness_metric"] == "map" and props["harness_value"] == 0.6
     assert props["harness_passed"] is True and props["harness_threshold"] == "min 0.5"

@@ -152,3 +152,15 @@ def test_usage_errors_exit_2(
 def test_cache_ls_empty(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["cache", "ls", "--cache", str(tmp_path / "none")]) == 0
     assert capsys.readouterr().out.startswith("0 entries, 0.00 MB in ")
+
+
+def test_show_recipe_names_given_weights(tmp_path: Path) -> None:
+    from harness.plan import recipe
+    from harness.spec import VariantSpec
+
+    (tmp_path / "c.safetensors").write_bytes(b"")
+    spec = VariantSpec.model_validate(
+        {"checkpoint": "c.safetensors", "finetune": {"epochs": 1}},
+        context={"base_dir": str(tmp_path)},
+    )
+    assert recipe(spec) == f"from {tmp_path / 'c.safetensors'} → finetune epochs=1"

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from harness.checks import CheckOutcome, GateStatistics, decide_check
-from harness.metrics import METRICS
+from harness.checks import GateStatistics
 from harness.report import SCHEMA_PATH, jsonable, outcome_record, skipped_record, write_report
-from harness.spec import CheckSpec, Thresholds
+from harness.spec import CheckSpec
 from harness.spec.thresholds import Interval
+from tests.unit.builders import decided_outcome
 
 STAMPS = {
     "harness": "0.1.0",
@@ -45,26 +45,15 @@ def _record(
     **extra: Any,
 ) -> dict[str, Any]:
     check_spec = CheckSpec.model_validate(spec)
-    value, base_value, decision, worst = decide_check(
-        check=check_spec, info=METRICS.get(check_spec.metric), candidate=cand, baseline=base
-    )
-    outcome = CheckOutcome(
-        suite="s",
+    outcome = decided_outcome(
+        check_spec,
+        cand,
+        base,
         variant=variant,
-        check=check,
-        metric=check_spec.metric,
-        value=value,
-        baseline_value=base_value,
-        decision=decision,
-        thresholds=Thresholds.from_check(check_spec),
-        baseline_variant="dense",
+        name=check,
         n_images=10,
-        seed=0,
-        worst_class=worst,
-        per_class=cand if isinstance(cand, dict) else None,
-        baseline_per_class=base if isinstance(base, dict) else None,
-        extra={"reduce": check_spec.reduce or "", **extra},
         statistics=statistics,
+        **extra,
     )
     record = outcome_record(
         outcome, params=check_spec.params, item_stamps=STAMPS, primary_metric="map"

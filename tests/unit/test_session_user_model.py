@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from harness.data.toydrive import generate_toydrive
 from harness.errors import HarnessError
@@ -146,3 +147,50 @@ def test_empty_split_names_suite_field_and_existing_values(tmp_path: Path, coco_
         session.run_check(session.suite(path), "sparse", "dusk_map")
     text = str(err.value)
     assert "suite.yaml" in text and "checks.dusk_map.split" in text and "day" in text
+
+
+def test_variant_checkpoint_starts_from_other_weights(tmp_path: Path, coco_dir) -> None:
+    """A variant's ``checkpoint`` replaces the base weights it starts from (a model
+    compressed or retrained elsewhere); the same file as the base is the base model."""
+    for seed, name in ((0, "weights.pt"), (1, "retrained.safetensors")):
+        torch.manual_seed(seed)
+        state = build_toydrive_fcos().state_dict()
+        if name.endswith(".pt"):
+            torch.save(state, tmp_path / name)
+        else:
+            save_file({k: v.contiguous() for k, v in state.items()}, tmp_path / name)
+    model = '{factory: "models.toydrive:build_toydrive_fcos", checkpoint: weights.pt}'
+    extra = """  retrain: {checkpoint: retrained.safetensors}
+  same: {checkpoint: weights.pt}
+  retrain-pruned:
+    checkpoint: retrained.safetensors
+    compress: [{prune: {method: global_magnitude, sparsity: 0.5}}]
+  retrain-int8:
+    checkpoint: retrained.safetensors
+    compress: [{quantize: {method: ptq_int8}}]
+"""
+    session = _session(tmp_path)
+    suite = session.suite(_suite(tmp_path, coco_dir, model, extra))
+    key = session.checkpoint_key
+    assert key(suite, "same") == key(suite, "dense") != key(suite, "retrain")
+    # quantizing given weights: its float twin is the given model itself
+    assert key(*session.float_twin_variant(suite, "retrain-int8")) == key(suite, "retrain")
+    retrained = session.model(suite, "retrain").state_dict()
+    pruned = session.model(suite, "retrain-pruned").state_dict()
+    name = "head.classification_head.conv.0.weight"
+    kept = pruned[name] != 0
+    assert 0 < kept.float().mean() < 1
+    assert torch.equal(pruned[name][kept], retrained[name][kept])
+    dense = session.model(suite, "dense").state_dict()
+    assert not torch.equal(retrained[name], dense[name])
+    assert session.run_check(suite, "retrain", "clean_map_drop").baseline_value is not None
+
+
+def test_variant_checkpoint_missing_names_the_field(tmp_path: Path, coco_dir) -> None:
+    torch.save(build_toydrive_fcos().state_dict(), tmp_path / "weights.pt")
+    model = '{factory: "models.toydrive:build_toydrive_fcos", checkpoint: weights.pt}'
+    path = _suite(tmp_path, coco_dir, model, "  retrain: {checkpoint: nowhere.pt}\n")
+    with pytest.raises(HarnessError) as err:
+        _session(tmp_path).suite(path)
+    text = str(err.value)
+    assert "variants.retrain.checkpoint" in text and "nowhere.pt" in text

@@ -20,17 +20,7 @@ from harness.spec import (
 )
 from harness.spec._problems import SpecProblem
 from harness.spec.schema import NOT_YET_KEYS, parse_number
-
-MINIMAL = """\
-suite: s
-model: {name: toydrive-fcos}
-data: {name: toydrive}
-baseline: dense
-variants:
-  dense: {}
-  small: {compress: [{prune: {method: _test_prune, sparsity: 0.5}}]}
-checks:
-"""
+from tests.unit.builders import MINIMAL_SUITE
 
 
 def _parse(text: str, path: Path | str = "suite.yaml") -> SuiteSpec:
@@ -38,7 +28,7 @@ def _parse(text: str, path: Path | str = "suite.yaml") -> SuiteSpec:
 
 
 def _with_checks(*lines: str, apply: str = "") -> str:
-    text = MINIMAL + "".join(f"  {line}\n" for line in lines)
+    text = MINIMAL_SUITE + "".join(f"  {line}\n" for line in lines)
     return text + (f"apply: {apply}\n" if apply else "")
 
 
@@ -96,7 +86,7 @@ def test_baseline_gating_rule(
 
 
 def test_apply_restricts_variants(spec_registries: SimpleNamespace) -> None:
-    text = MINIMAL.replace("  small:", "  other: {}\n  small:")
+    text = MINIMAL_SUITE.replace("  small:", "  other: {}\n  small:")
     text += "  a: {metric: map, drop_max: 0.1}\n  b: {metric: map, drop_max: 0.1}\n"
     spec = _parse(text + "apply: {b: [small]}\n")
     assert spec.items() == [("other", "a"), ("small", "a"), ("small", "b")]
@@ -142,7 +132,7 @@ def test_fractions_in_thresholds_and_params(spec_registries: SimpleNamespace) ->
 
 def test_fraction_in_method_float_param(spec_registries: SimpleNamespace) -> None:
     spec = _parse(
-        MINIMAL.replace("sparsity: 0.5", "sparsity: 1/4") + "  c: {metric: map, min: 0}\n"
+        MINIMAL_SUITE.replace("sparsity: 0.5", "sparsity: 1/4") + "  c: {metric: map, min: 0}\n"
     )
     assert spec.variants["small"].compress[0].params.sparsity == 0.25
 
