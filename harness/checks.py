@@ -23,10 +23,11 @@ _REDUCE_LABEL = {
 
 
 def metric_label(metric: str) -> str:
-    """Short display name: ``per_class_ap`` → ``AP``, ``map`` → ``mAP``."""
-    if metric.startswith("per_class_"):
+    """Short display name: ``per_class_ap`` → ``AP``, ``per_class_accuracy`` →
+    ``accuracy``, ``map`` → ``mAP``."""
+    if metric.startswith("per_class_ap"):  # per_class_ap, per_class_ap50
         return metric.removeprefix("per_class_").upper()
-    return {"map": "mAP"}.get(metric, metric)
+    return {"map": "mAP"}.get(metric, metric.removeprefix("per_class_"))
 
 
 class CheckSkipped(Exception):

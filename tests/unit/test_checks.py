@@ -53,3 +53,5 @@ def test_metric_label() -> None:
     assert metric_label("per_class_ap50") == "AP50"
     assert metric_label("map") == "mAP"
     assert metric_label("ap75") == "ap75"
+    assert metric_label("per_class_ap") == "AP"
+    assert metric_label("per_class_accuracy") == "accuracy"
