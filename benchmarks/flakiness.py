@@ -37,6 +37,8 @@ from typing import Any
 
 import yaml
 
+from harness.spec.thresholds import Limit, Thresholds
+
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = {
     "toysigns": ("suites/toysigns_classifier.yaml", "unstructured-70"),
@@ -160,15 +162,12 @@ def gate_all(
     return json.loads((report / "results.json").read_text())["items"]
 
 
-def gated(item: dict[str, Any]) -> tuple[str, float]:
-    """The quantity a check's first threshold bounds: ``drop``, ``increase``, ``ratio``
-    (from ``derived``) or the value itself (``max``/``min``)."""
-    kind = next(iter(item["thresholds"])).rsplit("_", 1)[0]
-    return (
-        (kind, item["derived"][kind])
-        if kind in item.get("derived", {})
-        else ("value", item["value"])
-    )
+def gated(item: dict[str, Any]) -> tuple[Limit, float]:
+    """The first threshold of a results.json item and the quantity it bounds (``value``,
+    or ``drop``/``increase``/``ratio`` from ``derived``), as the harness maps them."""
+    limit = Thresholds(**item["thresholds"]).limits()[0]
+    value = item["value"] if limit.quantity == "value" else item["derived"][limit.quantity]
+    return limit, value
 
 
 def summarize(model: str, items: list[dict[str, Any]], checks: dict[str, Any]) -> None:
@@ -182,15 +181,14 @@ def summarize(model: str, items: list[dict[str, Any]], checks: dict[str, Any]) -
         pruned = [i for i in items if i["check"] == name and i["variant"] == "structured-70"]
         if not retrain:
             continue
-        kind, _ = gated(retrain[0])
+        limit, _ = gated(retrain[0])
         values = sorted(gated(i)[1] for i in retrain)
-        lower_is_bad = next(iter(retrain[0]["thresholds"])).endswith("_min")
-        worst = values[0] if lower_is_bad else values[-1]
-        rank = round(0.05 * (len(values) - 1)) if lower_is_bad else round(0.95 * (len(values) - 1))
+        worst = values[-1] if limit.upper else values[0]
+        rank = round((0.95 if limit.upper else 0.05) * (len(values) - 1))
         bases = [i["baseline_value"] for i in retrain if i.get("baseline_value") is not None]
         spread = f"{statistics.stdev(bases):.4f}" if len(bases) > 1 else "-"
         print(
-            f"| {name} | {retrain[0].get('threshold_text', '')} | {kind} "
+            f"| {name} | {retrain[0].get('threshold_text', '')} | {limit.quantity} "
             f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f} ({worst:.4f}) "
             f"| {values[rank]:.4f} | {spread} "
             f"| {sum(bool(i['passed']) for i in retrain)}/{len(retrain)} "
