@@ -3,9 +3,13 @@
 Run: ``python benchmarks/overhead.py [--images 400] [--batch 32] [--rounds 5]``.
 
 The shipped toydrive-fcos on the toydrive validation split, 2 threads, CPU. "harness" is
-``predict_detections`` (reads each PNG, converts it, batches, ``inference_mode``, maps
-labels to category ids, builds ``Detections``); "bare" is ``model(images)`` over the same
-images already decoded into tensors, in the same batches, under ``inference_mode``.
+``predict_detections`` (reads each image, the next batch in a background thread,
+converts it, batches, ``inference_mode``, maps labels to category ids, builds
+``Detections``) as on every variant after the first, with the decoded images in the
+process's memory (``harness.data.decoded``); "harness first pass" forgets them before
+each call, so every PNG is decoded again, as for the first variant; "bare" is
+``model(images)`` over the same images already decoded into tensors, in the same
+batches, under ``inference_mode``.
 The calls alternate round by round, so load from other processes hits them alike; the
 ratio uses the fastest round of each (the least disturbed), the median is printed too.
 Also measured: the bare loop with the model in channels-last memory format (adopted
@@ -22,6 +26,7 @@ from collections.abc import Callable
 import torch
 from common import toydrive_val, trained_toydrive_fcos
 
+from harness.data import decoded
 from harness.evaluate import predict_detections
 
 
@@ -49,8 +54,14 @@ def main() -> None:
         for i in data.image_ids
     ]
     cl_model = trained_toydrive_fcos().to(memory_format=torch.channels_last)
+
+    def first_pass() -> object:
+        decoded.shared().clear()  # every file decoded again, as for the first variant
+        return predict_detections(model, data, batch_size=args.batch)
+
     calls: dict[str, Callable[[], object]] = {
         "harness": lambda: predict_detections(model, data, batch_size=args.batch),
+        "harness first pass": first_pass,
         "bare": bare_loop(model, images, args.batch),
         "bare channels-last": bare_loop(cl_model, images, args.batch),
     }
@@ -72,6 +83,7 @@ def main() -> None:
     ratio = best["harness"] / best["bare"]
     verdict = "met" if ratio <= 1.10 else "NOT met"
     print(f"ratio harness / bare model(x): {ratio:.3f}x (target <= 1.10: {verdict})")
+    print(f"ratio harness first pass / bare: {best['harness first pass'] / best['bare']:.3f}x")
     print(f"ratio channels-last / bare: {best['bare channels-last'] / best['bare']:.3f}x")
 
 

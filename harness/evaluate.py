@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 import numpy as np
@@ -22,6 +23,30 @@ class LabelledImages(Protocol):
     def category_of(self, label: int) -> int: ...
 
 
+def image_batches(
+    ids: Sequence[int], batch_size: int, load: Callable[[int], np.ndarray]
+) -> Iterator[tuple[list[int], list[np.ndarray]]]:
+    """``(image ids, uint8 HWC images)`` batch by batch, in order.
+
+    The next batch is read in a background thread while the caller runs the model on
+    this one (PNG/JPEG decoding releases the GIL), so reading hides behind inference.
+    """
+    chunks = [list(ids[i : i + batch_size]) for i in range(0, len(ids), batch_size)]
+    if not chunks:
+        return
+
+    def read(chunk: list[int]) -> list[np.ndarray]:
+        return [load(image_id) for image_id in chunk]
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="harness-read") as reader:
+        pending = reader.submit(read, chunks[0])
+        for index, chunk in enumerate(chunks):
+            arrays = pending.result()
+            if index + 1 < len(chunks):
+                pending = reader.submit(read, chunks[index + 1])
+            yield chunk, arrays
+
+
 def predict_detections(
     model: nn.Module,
     data: LabelledImages,
@@ -29,13 +54,13 @@ def predict_detections(
     image_ids: Sequence[int] | None = None,
     batch_size: int = 32,
     device: torch.device | str = "cpu",
-    transform: Callable[[np.ndarray, int], np.ndarray] | None = None,
+    load: Callable[[int], np.ndarray] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> DetectionPredictions:
     """Run ``model`` (eval mode, ``inference_mode``) over the images of ``data``.
 
-    ``transform(image_uint8_hwc, image_id)`` is applied to each image before the model
-    (corruptions use it). Labels are mapped back to COCO category ids.
+    ``load(image_id)`` gives each uint8 HWC image (default ``data.load_image``; corrupted
+    images come this way). Labels are mapped back to COCO category ids.
     """
     ids = list(data.image_ids if image_ids is None else image_ids)
     device = torch.device(device)
@@ -43,19 +68,18 @@ def predict_detections(
     by_image: dict[int, Detections] = {}
     label_to_cat = np.vectorize(data.category_of, otypes=[np.int64])
     with torch.inference_mode():
-        for first in range(0, len(ids), batch_size):
-            chunk = ids[first : first + batch_size]
-            images = []
-            for image_id in chunk:
-                array = data.load_image(image_id)
-                if transform is not None:
-                    array = transform(array, image_id)
-                tensor = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)
-                images.append(tensor.to(device, torch.float32).div_(255.0))
+        for chunk, arrays in image_batches(ids, batch_size, load or data.load_image):
+            images = [
+                torch.from_numpy(np.ascontiguousarray(array))
+                .permute(2, 0, 1)
+                .to(device, torch.float32)
+                .div_(255.0)
+                for array in arrays
+            ]
             for image_id, out in zip(chunk, model(images), strict=True):
                 by_image[image_id] = to_detections(out, label_to_cat)
             if progress is not None:
-                progress(min(first + batch_size, len(ids)), len(ids))
+                progress(len(by_image), len(ids))
     return DetectionPredictions(by_image)
 
 
@@ -66,30 +90,26 @@ def predict_classes(
     image_ids: Sequence[int] | None = None,
     batch_size: int = 256,
     device: torch.device | str = "cpu",
-    transform: Callable[[np.ndarray, int], np.ndarray] | None = None,
+    load: Callable[[int], np.ndarray] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> ClassPredictions:
     """Run a classifier (eval mode, ``inference_mode``) over the images of ``data``.
 
     Images go in as float (B, 3, H, W) in [0, 1] (normalisation belongs to the model);
-    ``transform`` is applied to each uint8 HWC image first. Returns the logits.
+    ``load(image_id)`` gives each uint8 HWC image (default ``data.load_image``).
+    Returns the logits.
     """
     ids = list(data.image_ids if image_ids is None else image_ids)
     device = torch.device(device)
     model.to(device).eval()
     rows: list[np.ndarray] = []
     with torch.inference_mode():
-        for first in range(0, len(ids), batch_size):
-            chunk = ids[first : first + batch_size]
-            arrays = []
-            for image_id in chunk:
-                array = data.load_image(image_id)
-                arrays.append(array if transform is None else transform(array, image_id))
+        for _, arrays in image_batches(ids, batch_size, load or data.load_image):
             batch = torch.from_numpy(np.ascontiguousarray(np.stack(arrays)))
             batch = batch.permute(0, 3, 1, 2).to(device, torch.float32).div_(255.0)
             rows.append(model(batch).float().cpu().numpy())
             if progress is not None:
-                progress(min(first + batch_size, len(ids)), len(ids))
+                progress(sum(len(r) for r in rows), len(ids))
     logits = np.concatenate(rows) if rows else np.zeros((0, 0), np.float32)
     return ClassPredictions(ids, logits.astype(np.float32))
 

@@ -500,13 +500,13 @@ class HarnessSession:
 
         def build(tmp: Path) -> dict[str, Any]:
             start = time.perf_counter()
-            transform = None
+            load = None
             if corruption is not None:
                 if images is None:
                     raise ValueError(f"predictions under {corruption} need the corrupted images")
-                transform = lambda _array, image_id: images[image_id]  # noqa: E731
+                load = images.__getitem__
             model = self.model(suite, variant)
-            preds = ops.predict(model, data, device=self.device, transform=transform)
+            preds = ops.predict(model, data, device=self.device, load=load)
             preds.save(tmp / "predictions.safetensors")
             seconds = time.perf_counter() - start
             summary = f"predicted {what} on {len(data)} images in {seconds:.1f}s"

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from harness.data import decoded
 from harness.errors import DataError
 
 _FIX_JSON = "fix the JSON syntax at that position (a COCO file is one JSON object)"
@@ -158,8 +159,7 @@ class CocoDetectionData:
         path = self.image_path(image_id)
         field = f"images[{self._image_index[int(image_id)]}].file_name"
         try:
-            with Image.open(path) as img:
-                return np.array(img.convert("RGB"))  # writable, for torch.from_numpy
+            return decoded.shared().get(path, _decode_rgb)  # a writable copy
         except FileNotFoundError:
             raise DataError(
                 f"image file of image id {image_id} is missing",
@@ -314,6 +314,11 @@ class CocoDetectionData:
                 h.update(f"\n{self._images[image_id]['file_name']}\t{size}".encode())
             self._fingerprint = h.hexdigest()
         return self._fingerprint
+
+
+def _decode_rgb(path: Path) -> np.ndarray:
+    with Image.open(path) as img:
+        return np.array(img.convert("RGB"))
 
 
 class DetectionTorchDataset(torch.utils.data.Dataset):
