@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
 
 from tests.plugin.suite_texts import TWO_VARIANT_SUITE
@@ -9,9 +12,20 @@ from tests.plugin.suite_texts import TWO_VARIANT_SUITE
 
 def test_two_workers_build_each_checkpoint_once(suite_dir: pytest.Pytester) -> None:
     (suite_dir.path / "suites" / "tiny.yaml").write_text(TWO_VARIANT_SUITE)
-    result = suite_dir.runpytest_subprocess("suites", "-n", "2")
+    report = suite_dir.path / "report"
+    result = suite_dir.runpytest_subprocess(
+        "suites", "-n", "2", "-v", "--harness-report", str(report)
+    )
     result.assert_outcomes(passed=4)
     out = result.stdout.str() + result.stderr.str()
+    ran_on: dict[str, set[str]] = {}
+    for worker, variant in re.findall(r"\[(gw\d)\].* PASSED suites/tiny\.yaml::([^:]+)::", out):
+        ran_on.setdefault(variant, set()).add(worker)
+    # every check of a variant runs on the worker that builds it (xdist_group honoured)
+    assert {v: len(w) for v, w in ran_on.items()} == {"magnitude-30": 1, "l1-30": 1}, out
+    nodeids = {i["nodeid"] for i in json.loads((report / "results.json").read_text())["items"]}
+    assert "suites/tiny.yaml::l1-30::clean_map_drop" in nodeids, nodeids
+    assert not any("@" in nodeid for nodeid in nodeids), nodeids
     for variant in ("magnitude-30", "l1-30"):
         assert out.count(f"built checkpoint tiny/{variant} ") == 1, out
         assert out.count(f"predicted tiny/{variant} ") == 1, out
