@@ -33,3 +33,28 @@ def test_two_workers_build_each_checkpoint_once(suite_dir: pytest.Pytester) -> N
     assert "robustness-harness release gates" in out
     memory = [line for line in out.splitlines() if "harness peak memory (RSS): main" in line]
     assert len(memory) == 1 and " gw0 " in memory[0] and " gw1 " in memory[0], memory
+
+
+def test_work_unit_of_a_gate_is_its_variant(pytester: pytest.Pytester) -> None:
+    from fixtures.scheduling import VariantScheduling
+
+    scheduler = VariantScheduling(pytester.parseconfig("--tx", "2*popen"))
+    for check in ("map", "pgd@a::int8"):
+        assert scheduler._split_scope(f"suites/a.yaml::int8::{check}") == "suites/a.yaml::int8"
+    assert scheduler._split_scope("suites/a.yaml::fp32::map") == "suites/a.yaml::fp32"
+    # other tests keep loadgroup's rule: the @group suffix, else the whole node id
+    assert scheduler._split_scope("tests/test_x.py::test_a@db") == "db"
+    assert scheduler._split_scope("tests/test_x.py::test_a") == "tests/test_x.py::test_a"
+
+
+@pytest.mark.parametrize(
+    ("args", "scheduler"), [((), "VariantScheduling"), (("--dist", "load"), None)]
+)
+def test_plugin_schedules_by_variant_unless_told_otherwise(
+    pytester: pytest.Pytester, args: tuple[str, ...], scheduler: str | None
+) -> None:
+    from fixtures.plugin import pytest_xdist_make_scheduler
+
+    config = pytester.parseconfigure("-n", "2", "--tx", "2*popen", *args)
+    made = pytest_xdist_make_scheduler(config, None)
+    assert (type(made).__name__ if made is not None else None) == scheduler
