@@ -4,4 +4,4 @@ When the package is installed, the ``pytest11`` entry point of the same name loa
 plugin first and this line is a no-op.
 """
 
-pytest_plugins = ["fixtures.plugin"]
+pytest_plugins = ["robustness_harness_pytest.plugin"]

@@ -8,10 +8,14 @@ from pathlib import Path
 from safetensors.torch import load_file
 from torch import nn
 
-from harness.cache import DEFAULT_DIR, ENV_VAR
-from harness.data.coco import CocoDetectionData
-from harness.data.registry import toydrive_dataset
-from models.toydrive import WEIGHTS_FILE, build_toydrive_fcos, verified_shipped_weights
+from robustness_harness.cache import DEFAULT_DIR, ENV_VAR
+from robustness_harness.data.coco import CocoDetectionData
+from robustness_harness.data.registry import toydrive_dataset
+from robustness_harness_models.toydrive import (
+    WEIGHTS_FILE,
+    build_toydrive_fcos,
+    verified_shipped_weights,
+)
 
 
 def trained_toydrive_fcos() -> nn.Module:

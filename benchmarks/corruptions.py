@@ -26,11 +26,16 @@ from pathlib import Path
 import imagecorruptions
 import numpy as np
 
-from harness.corruptions import BENCHMARK, CorruptionData, corrupted_sets, corruption_seed
+from robustness_harness.corruptions import (
+    BENCHMARK,
+    CorruptionData,
+    corrupted_sets,
+    corruption_seed,
+)
 
 # Pool workers (forkserver) re-run this file as ``__mp_main__`` on Python 3.11: the
-# imports above are already loaded in the forkserver; torch (imported by harness.data)
-# would cost every worker seconds, so harness.data is imported inside main().
+# imports above are already loaded in the forkserver; torch (imported by robustness_harness.data)
+# would cost every worker seconds, so robustness_harness.data is imported inside main().
 
 Sets = dict[tuple[str, int], dict[int, np.ndarray]]
 
@@ -77,8 +82,8 @@ def same(a: Sets, b: Sets) -> bool:
 
 def main() -> None:
     args = parse_args()
-    from harness.cache import Cache
-    from harness.data.registry import toydrive_dataset
+    from robustness_harness.cache import Cache
+    from robustness_harness.data.registry import toydrive_dataset
 
     root = Path(os.environ.get("HARNESS_CACHE", REPO / ".harness-cache")) / "data"
     data = toydrive_dataset(root)["val"].limit(args.images)

@@ -37,7 +37,7 @@ from typing import Any
 
 import yaml
 
-from harness.spec.thresholds import Limit, Thresholds
+from robustness_harness.spec.thresholds import Limit, Thresholds
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = {
@@ -59,17 +59,17 @@ def _init_worker(threads: int) -> None:
 
 def train_seed(model: str, seed: int, epochs: int | None, out: Path) -> tuple[int, float]:
     """Train ``model``'s recipe with ``seed`` (and ``epochs``) into ``out``; return seconds."""
-    from harness.session import HarnessOptions, HarnessSession
+    from robustness_harness.session import HarnessOptions, HarnessSession
 
     session = HarnessSession(HarnessOptions())
     suite = session.suite(ROOT / MODELS[model][0])
     data = session.dataset(suite, "train")
     if model == "toysigns":
-        from models.toysigns import RECIPE
-        from models.toysigns import train_toysigns_cnn as train
+        from robustness_harness_models.toysigns import RECIPE
+        from robustness_harness_models.toysigns import train_toysigns_cnn as train
     else:
-        from models.toydrive import RECIPE
-        from models.toydrive import train_toydrive_fcos as train
+        from robustness_harness_models.toydrive import RECIPE
+        from robustness_harness_models.toydrive import train_toydrive_fcos as train
     recipe = dataclasses.replace(RECIPE, seed=seed, epochs=epochs or RECIPE.epochs)
     target = weights_path(out, model, seed)
     start = time.perf_counter()
@@ -110,7 +110,7 @@ def tight_checks(model: str, skip: frozenset[str] = frozenset()) -> dict[str, An
 def study_checks(model: str, confidence: float | None, skip: frozenset[str]) -> dict[str, Any]:
     """The tight checks, plus ``<name>+ci`` (paired bootstrap, ``decide: lenient``) for
     each resamplable one when ``confidence`` is given."""
-    from harness.metrics.registry import METRICS
+    from robustness_harness.metrics.registry import METRICS
 
     task = "classification" if model == "toysigns" else "detection"
     checks = tight_checks(model, skip)

@@ -25,9 +25,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from harness.compress import METHODS, CompressContext
-from harness.compress.quantize import parameter_counts
-from harness.metrics.latency import CudaEventTimer, PerfCounterTimer
+from robustness_harness.compress import METHODS, CompressContext
+from robustness_harness.compress.quantize import parameter_counts
+from robustness_harness.metrics.latency import CudaEventTimer, PerfCounterTimer
 
 THREADS = 2
 
@@ -58,8 +58,12 @@ def compress(model: nn.Module, steps: list[tuple[str, dict[str, Any]]], batch: t
 def toydrive_setup() -> tuple[nn.Module, torch.Tensor, Callable[[nn.Module], Callable[[], Any]]]:
     from safetensors.torch import load_file
 
-    from harness.data.registry import toydrive_dataset
-    from models.toydrive import WEIGHTS_FILE, build_toydrive_fcos, verified_shipped_weights
+    from robustness_harness.data.registry import toydrive_dataset
+    from robustness_harness_models.toydrive import (
+        WEIGHTS_FILE,
+        build_toydrive_fcos,
+        verified_shipped_weights,
+    )
 
     model = build_toydrive_fcos()
     if WEIGHTS_FILE.exists():
@@ -72,8 +76,8 @@ def toydrive_setup() -> tuple[nn.Module, torch.Tensor, Callable[[nn.Module], Cal
 
 
 def toysigns_setup() -> tuple[nn.Module, torch.Tensor, Callable[[nn.Module], Callable[[], Any]]]:
-    from harness.data.registry import toysigns_dataset
-    from models.toysigns import build_toysigns_cnn
+    from robustness_harness.data.registry import toysigns_dataset
+    from robustness_harness_models.toysigns import build_toysigns_cnn
 
     with tempfile.TemporaryDirectory() as tmp:
         val = toysigns_dataset(Path(tmp), n_train=1, n_val=64)["val"]

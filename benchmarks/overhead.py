@@ -6,7 +6,7 @@ The shipped toydrive-fcos on the toydrive validation split, 2 threads, CPU. "har
 ``predict_detections`` (reads each image, the next batch in a background thread,
 converts it, batches, ``inference_mode``, maps labels to category ids, builds
 ``Detections``) as on every variant after the first, with the decoded images in the
-process's memory (``harness.data.decoded``); "harness first pass" forgets them before
+process's memory (``robustness_harness.data.decoded``); "harness first pass" forgets them before
 each call, so every PNG is decoded again, as for the first variant; "bare" is
 ``model(images)`` over the same images already decoded into tensors, in the same
 batches, under ``inference_mode``.
@@ -26,8 +26,8 @@ from collections.abc import Callable
 import torch
 from common import toydrive_val, trained_toydrive_fcos
 
-from harness.data import decoded
-from harness.evaluate import predict_detections
+from robustness_harness.data import decoded
+from robustness_harness.evaluate import predict_detections
 
 
 def bare_loop(model: torch.nn.Module, images: list[torch.Tensor], batch: int) -> Callable[[], None]:

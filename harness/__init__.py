@@ -1,8 +1,8 @@
 """robustness-harness: release gates for compressed vision models.
 
-The public names load lazily, so ``import harness.errors`` stays cheap::
+The public names load lazily, so ``import robustness_harness.errors`` stays cheap::
 
-    from harness import metric, MetricResult, HarnessSession
+    from robustness_harness import metric, MetricResult, HarnessSession
 """
 
 from __future__ import annotations
@@ -11,17 +11,17 @@ import importlib
 from typing import Any
 
 _PUBLIC = {
-    "metric": "harness.metrics.registry",
-    "MetricResult": "harness.metrics.registry",
-    "METRICS": "harness.metrics",
-    "ModelContext": "harness.metrics.context",
-    "CorruptionGrid": "harness.metrics.context",
-    "compression_method": "harness.compress.registry",
-    "CompressContext": "harness.compress.registry",
-    "HarnessSession": "harness.session",
-    "HarnessOptions": "harness.session",
-    "HarnessError": "harness.errors",
-    "load_suite": "harness.spec",
+    "metric": "robustness_harness.metrics.registry",
+    "MetricResult": "robustness_harness.metrics.registry",
+    "METRICS": "robustness_harness.metrics",
+    "ModelContext": "robustness_harness.metrics.context",
+    "CorruptionGrid": "robustness_harness.metrics.context",
+    "compression_method": "robustness_harness.compress.registry",
+    "CompressContext": "robustness_harness.compress.registry",
+    "HarnessSession": "robustness_harness.session",
+    "HarnessOptions": "robustness_harness.session",
+    "HarnessError": "robustness_harness.errors",
+    "load_suite": "robustness_harness.spec",
 }
 
 __all__ = sorted(_PUBLIC)

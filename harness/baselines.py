@@ -23,14 +23,14 @@ from typing import TYPE_CHECKING, Any
 
 from filelock import FileLock
 
-from harness.cache import atomic_write_json
-from harness.errors import HarnessError
-from harness.spec import Decision, Suite
-from harness.spec.thresholds import REL_TOL
-from harness.versions import git_commit, stamps
+from robustness_harness.cache import atomic_write_json
+from robustness_harness.errors import HarnessError
+from robustness_harness.spec import Decision, Suite
+from robustness_harness.spec.thresholds import REL_TOL
+from robustness_harness.versions import git_commit, stamps
 
 if TYPE_CHECKING:
-    from harness.session import HarnessSession
+    from robustness_harness.session import HarnessSession
 
 FORMAT = 1
 COMPARED_STAMPS = ("harness", "torch", "torchvision", "pycocotools", "device", "data")
@@ -50,7 +50,7 @@ def item_stamps(
     """What a (variant, check) value depends on: package versions, device type, the
     check's data fingerprint, the checkpoint keys of variant and baseline, plus the
     date (UTC) and git commit of the run."""
-    from harness.measure import check_data  # measure imports this module
+    from robustness_harness.measure import check_data  # measure imports this module
 
     check = suite.spec.checks[check_name]
     device = check.device.split(":")[0] if check.device else session.device.type

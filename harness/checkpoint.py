@@ -1,7 +1,7 @@
 """Saving and loading model weights without pickle: safetensors plus a JSON layer structure.
 
 A harness checkpoint is a directory holding ``model.safetensors`` (the state dict) and
-``structure.json`` (layer sizes, see ``harness.compress.structure``); the cache writes
+``structure.json`` (layer sizes, see ``robustness_harness.compress.structure``); the cache writes
 ``meta.json`` beside them. Quantized models store int tensors with their scales and zero
 points, and a ``quantization`` record in ``structure.json`` from which the quantized
 graph is rebuilt at load. User checkpoints are single ``.safetensors`` or ``.pt``
@@ -19,16 +19,16 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from harness.compress.qstate import decode_state, encode_state
-from harness.compress.quantize import QuantRecord, quantization_record, rebuild_quantized
-from harness.compress.structure import (
+from robustness_harness.compress.qstate import decode_state, encode_state
+from robustness_harness.compress.quantize import QuantRecord, quantization_record, rebuild_quantized
+from robustness_harness.compress.structure import (
     ARCH_HINT,
     REBUILD_HINT,
     apply_structure,
     state_dict_mismatch,
     structure_of,
 )
-from harness.errors import CheckpointError
+from robustness_harness.errors import CheckpointError
 
 WEIGHTS_FILE = "model.safetensors"
 STRUCTURE_FILE = "structure.json"
@@ -98,8 +98,8 @@ def save_checkpoint(model: nn.Module, directory: Path, *, meta: dict[str, Any]) 
 def _serialised(model: nn.Module) -> tuple[StateDict, dict[str, Any]]:
     """The tensors and the ``structure.json`` content that a checkpoint of ``model`` holds.
 
-    A quantized model (``harness.compress.quantize``) is saved as its int tensors,
-    scales and zero points (``harness.compress.qstate``); its structure is the float
+    A quantized model (``robustness_harness.compress.quantize``) is saved as its int tensors,
+    scales and zero points (``robustness_harness.compress.qstate``); its structure is the float
     model's plus a ``quantization`` record from which loading rebuilds the graph.
     """
     record = quantization_record(model)

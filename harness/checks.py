@@ -8,12 +8,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from harness.metrics.registry import MetricInfo
-from harness.spec import CheckSpec, Decision, Thresholds, decide, reduce_per_class
-from harness.spec.thresholds import Interval
+from robustness_harness.metrics.registry import MetricInfo
+from robustness_harness.spec import CheckSpec, Decision, Thresholds, decide, reduce_per_class
+from robustness_harness.spec.thresholds import Interval
 
 if TYPE_CHECKING:
-    from harness.stats import Anova, RunTest
+    from robustness_harness.stats import Anova, RunTest
 
 _REDUCE_LABEL = {
     "worst": "worst per-class {m}",

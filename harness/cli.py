@@ -13,8 +13,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from harness.cache import Cache
-from harness.errors import HarnessError
+from robustness_harness.cache import Cache
+from robustness_harness.errors import HarnessError
 
 
 def _suite_files(paths: Sequence[str]) -> list[Path]:
@@ -32,7 +32,7 @@ def _suite_files(paths: Sequence[str]) -> list[Path]:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """Schema-check suite files; print one line per file."""
-    from harness.spec import load_suite
+    from robustness_harness.spec import load_suite
 
     bad = 0
     for path in _suite_files(args.suites):
@@ -50,8 +50,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     """Print a suite's plan without building anything."""
-    from harness.plan import inspecting_session, render_plan
-    from harness.session import HarnessOptions, HarnessSession
+    from robustness_harness.plan import inspecting_session, render_plan
+    from robustness_harness.session import HarnessOptions, HarnessSession
 
     path = Path(args.suite)
     if not path.is_file():
@@ -118,8 +118,8 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 def cmd_gen_data(args: argparse.Namespace) -> int:
     """Write an embedded dataset as COCO json + PNG images."""
-    from harness.data.toydrive import generate_toydrive
-    from harness.data.toysigns import generate_toysigns
+    from robustness_harness.data.toydrive import generate_toydrive
+    from robustness_harness.data.toysigns import generate_toysigns
 
     generate = {"toydrive": generate_toydrive, "toysigns": generate_toysigns}[args.dataset]
     sizes = {k: v for k, v in (("n_train", args.n_train), ("n_val", args.n_val)) if v is not None}

@@ -43,8 +43,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 if TYPE_CHECKING:
-    from harness.cache import Cache
-    from harness.spec._problems import SpecProblem
+    from robustness_harness.cache import Cache
+    from robustness_harness.spec._problems import SpecProblem
 
 __all__ = [
     "ALL",
@@ -151,7 +151,7 @@ def _resolve_one(item: object, loc: tuple[int, ...]) -> tuple[str, ...]:
         return _GROUPS[item]
     if item in ALL:
         return (item,)
-    from harness.registry import did_you_mean
+    from robustness_harness.registry import did_you_mean
 
     known = [*_GROUPS, *ALL]
     raise _problem(
@@ -198,7 +198,7 @@ def check_severities(severities: int | Iterable[int]) -> list[int]:
 def _problem(
     message: str, *, hint: str, loc: tuple[int, ...] = (), unknown: bool = False
 ) -> SpecProblem:
-    from harness.spec._problems import SpecProblem  # imports torch: not at module level
+    from robustness_harness.spec._problems import SpecProblem  # imports torch: not at module level
 
     return SpecProblem(message, hint=hint, loc=loc, unknown=unknown)
 
@@ -259,7 +259,7 @@ def _channels_kind(shape: tuple[int, ...]) -> str:
 
 def _check_job(name: str, severity: int) -> None:
     if name not in ALL:
-        from harness.registry import did_you_mean
+        from robustness_harness.registry import did_you_mean
 
         raise ValueError(f"unknown corruption {name!r}; {did_you_mean(name, ALL)}{_valid_text()}")
     integer = isinstance(severity, int | np.integer) and not isinstance(severity, bool)
@@ -590,7 +590,7 @@ def corrupted_sets(
 
 
 def _set_key(fingerprint: str, ids: list[int], job: Job, seed: int) -> str:
-    from harness.cache import cache_key
+    from robustness_harness.cache import cache_key
 
     name, sev = job
     version = imagecorruptions_version()

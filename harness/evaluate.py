@@ -10,11 +10,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness.predictions import ClassPredictions, DetectionPredictions, Detections
+from robustness_harness.predictions import ClassPredictions, DetectionPredictions, Detections
 
 
 class LabelledImages(Protocol):
-    """What inference needs of a dataset (``harness.data.CocoDetectionData`` fits)."""
+    """What inference needs of a dataset (``robustness_harness.data.CocoDetectionData`` fits)."""
 
     image_ids: list[int]
 

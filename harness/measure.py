@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from harness.baselines import apply_snapshot
-from harness.cache import cache_key
-from harness.checks import (
+from robustness_harness.baselines import apply_snapshot
+from robustness_harness.cache import cache_key
+from robustness_harness.checks import (
     CheckOutcome,
     CheckSkipped,
     GateStatistics,
@@ -26,18 +26,18 @@ from harness.checks import (
     decide_check,
     reduce_check,
 )
-from harness.errors import HarnessError
-from harness.metrics import METRICS, MetricInfo, MetricResult
-from harness.metrics.context import CorruptionGrid, ModelContext
-from harness.predictions import Predictions
-from harness.spec import CheckSpec, Suite, Thresholds
-from harness.spec.loader import canonical_json
-from harness.spec.thresholds import Interval, gated_quantities
-from harness.versions import stamps
+from robustness_harness.errors import HarnessError
+from robustness_harness.metrics import METRICS, MetricInfo, MetricResult
+from robustness_harness.metrics.context import CorruptionGrid, ModelContext
+from robustness_harness.predictions import Predictions
+from robustness_harness.spec import CheckSpec, Suite, Thresholds
+from robustness_harness.spec.loader import canonical_json
+from robustness_harness.spec.thresholds import Interval, gated_quantities
+from robustness_harness.versions import stamps
 
 if TYPE_CHECKING:
-    from harness.session import HarnessSession
-    from harness.stats import Anova, BootstrapResult
+    from robustness_harness.session import HarnessSession
+    from robustness_harness.stats import Anova, BootstrapResult
 
 Job = tuple[str, int]
 DEFAULT_SEVERITIES = (1, 2, 3, 4, 5)
@@ -172,7 +172,7 @@ def gate_statistics(
 ) -> GateStatistics | None:
     """Per-run values, intervals (bootstrap or t) and ANOVA of one gate; None when the
     check uses no statistics and the variant runs once."""
-    from harness import stats
+    from robustness_harness import stats
 
     check = suite.spec.checks[check_name]
     if len(cand) == 1 and check.confidence is None and not check.anova:
@@ -229,8 +229,8 @@ def _bootstrap(
 ) -> BootstrapResult:
     """Paired bootstrap over the check's images of the gated quantities; candidate and
     baseline are means over their runs, recomputed on the same image multisets."""
-    from harness.metrics.resample import resampled_values
-    from harness.stats import DEFAULT_RESAMPLES, paired_bootstrap
+    from robustness_harness.metrics.resample import resampled_values
+    from robustness_harness.stats import DEFAULT_RESAMPLES, paired_bootstrap
 
     check = suite.spec.checks[check_name]
     info = METRICS.get(check.metric)
@@ -293,7 +293,7 @@ def _row(values: Any, b: int) -> float | dict[str, float]:
 def _anova(session: HarnessSession, suite: Suite, check_name: str) -> Anova:
     """One-way ANOVA of the check's per-run values across the variants it gates (and the
     baseline, when its own value is meaningful); memoized per suite and check."""
-    from harness.stats import one_way_anova
+    from robustness_harness.stats import one_way_anova
 
     key = ("anova", suite.path, check_name)
     if key not in session.memo:
@@ -336,7 +336,7 @@ def corrupted_predictions(
     Corrupted images come from the cache (generated in parallel on first use), one
     corruption at a time so memory stays bounded.
     """
-    from harness.corruptions import corrupted_sets
+    from robustness_harness.corruptions import corrupted_sets
 
     keys = {job: session.prediction_key(suite, variant, data, job) for job in jobs}
     missing = [job for job in jobs if session.cached_predictions(keys[job]) is None]
@@ -364,7 +364,7 @@ def corruption_grid(
 ) -> CorruptionGrid:
     """Clean and corrupted main scores (mAP or accuracy) of ``variant``; a non-baseline
     variant's grid carries the baseline's grid for corruption errors."""
-    from harness.corruptions import family_of
+    from robustness_harness.corruptions import family_of
 
     memo_key = ("grid", suite.path, variant, data.fingerprint, tuple(jobs))
     if memo_key in session.memo:

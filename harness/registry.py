@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from importlib.metadata import entry_points
 from typing import Generic, TypeVar
 
-from harness.errors import UnknownNameError
+from robustness_harness.errors import UnknownNameError
 
 T = TypeVar("T")
 

@@ -1,5 +1,5 @@
 """Run reports: ``results.json`` (every gate's numbers, decision and stamps) and a
-self-contained ``report.html`` with the plots of ``harness.plots`` inlined as PNGs.
+self-contained ``report.html`` with the plots of ``robustness_harness.plots`` inlined as PNGs.
 
 Records are plain JSON values (NaN becomes null) so that they travel from xdist
 workers to the controller inside pytest reports; ``write_report`` runs once, at the end.
@@ -16,11 +16,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.baselines import with_tolerance
-from harness.cache import atomic_write_json, atomic_write_text
-from harness.checks import CheckOutcome
-from harness.errors import HarnessError
-from harness.versions import git_commit, stamps
+from robustness_harness.baselines import with_tolerance
+from robustness_harness.cache import atomic_write_json, atomic_write_text
+from robustness_harness.checks import CheckOutcome
+from robustness_harness.errors import HarnessError
+from robustness_harness.versions import git_commit, stamps
 
 FORMAT = 1
 SCHEMA_PATH = Path(__file__).with_name("results.schema.json")
@@ -177,7 +177,7 @@ _COLUMNS = ("suite", "variant", "check", "value", "baseline", "snapshot", "thres
 
 def render_html(doc: Mapping[str, Any]) -> str:
     """A self-contained page: stamps, summary, the results table and every plot."""
-    from harness.plots import all_figures
+    from robustness_harness.plots import all_figures
 
     items = doc["items"]
     s = doc["summary"]

@@ -19,21 +19,21 @@ from typing import Any
 import torch
 from torch import nn
 
-from harness.cache import Cache, cache_key, sha256_file
-from harness.checkpoint import load_checkpoint, load_user_weights, save_checkpoint
-from harness.checks import CheckOutcome
-from harness.compress import finalize_pruning
-from harness.compress.prune import count_parameters
-from harness.compress.quantize import parameter_counts, split_quantize_steps
-from harness.compress.registry import METHODS, CompressContext
-from harness.errors import HarnessError
-from harness.predictions import Predictions, load_predictions
-from harness.spec import FinetuneSpec, Suite, load_suite
-from harness.spec.loader import canonical_json
-from harness.tasks import TASKS, TaskOps
-from harness.train.finetune import TrainRecipe
-from harness.versions import stamps
-from harness.zoo import (
+from robustness_harness.cache import Cache, cache_key, sha256_file
+from robustness_harness.checkpoint import load_checkpoint, load_user_weights, save_checkpoint
+from robustness_harness.checks import CheckOutcome
+from robustness_harness.compress import finalize_pruning
+from robustness_harness.compress.prune import count_parameters
+from robustness_harness.compress.quantize import parameter_counts, split_quantize_steps
+from robustness_harness.compress.registry import METHODS, CompressContext
+from robustness_harness.errors import HarnessError
+from robustness_harness.predictions import Predictions, load_predictions
+from robustness_harness.spec import FinetuneSpec, Suite, load_suite
+from robustness_harness.spec.loader import canonical_json
+from robustness_harness.tasks import TASKS, TaskOps
+from robustness_harness.train.finetune import TrainRecipe
+from robustness_harness.versions import stamps
+from robustness_harness.zoo import (
     DATASETS,
     MODELS,
     PretrainContext,
@@ -522,7 +522,7 @@ class HarnessSession:
 
     def run_check(self, suite: Suite, variant: str, check_name: str) -> CheckOutcome:
         """Evaluate one gate: candidate and baseline values, reduction and decision."""
-        from harness.measure import run_check
+        from robustness_harness.measure import run_check
 
         return run_check(self, suite, variant, check_name)
 

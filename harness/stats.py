@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.stats
 
-from harness.errors import HarnessError
-from harness.spec.thresholds import Interval, Limit
+from robustness_harness.errors import HarnessError
+from robustness_harness.spec.thresholds import Interval, Limit
 
 DEFAULT_RESAMPLES = 1000
 """Bootstrap resamples when a check sets ``confidence`` without ``resamples``."""

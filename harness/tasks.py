@@ -15,10 +15,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from harness.data.classification import ClassificationData
-from harness.data.coco import CocoDetectionData
-from harness.evaluate import predict_classes, predict_detections
-from harness.train.finetune import Regularizer, TrainRecipe, load_training_set, train_detector
+from robustness_harness.data.classification import ClassificationData
+from robustness_harness.data.coco import CocoDetectionData
+from robustness_harness.evaluate import predict_classes, predict_detections
+from robustness_harness.train.finetune import (
+    Regularizer,
+    TrainRecipe,
+    load_training_set,
+    train_detector,
+)
 
 Progress = Callable[[str], None]
 
@@ -72,7 +77,7 @@ def _train_classification(
     progress: Progress,
     regularizer: Regularizer | None = None,
 ) -> Any:
-    from harness.train.classify import train_classifier
+    from robustness_harness.train.classify import train_classifier
 
     # no mirror images: signs, digits and arrows are not left-right symmetric
     recipe = dataclasses.replace(recipe, hflip=False)

@@ -1,5 +1,5 @@
-"""Model and dataset registries, filled through entry points (``harness.models``,
-``harness.datasets``) so the core never imports ``models/`` or plug-in packages."""
+"""Model and dataset registries, filled through entry points (``robustness_harness.models``,
+``robustness_harness.datasets``) so the core never imports ``models/`` or plug-in packages."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ from typing import Any, Literal
 
 from torch import nn
 
-from harness.errors import HarnessError
-from harness.registry import Registry
+from robustness_harness.errors import HarnessError
+from robustness_harness.registry import Registry
 
-MODELS: Registry[Any] = Registry("model", group="harness.models")
-DATASETS: Registry[Callable[..., Any]] = Registry("dataset", group="harness.datasets")
+MODELS: Registry[Any] = Registry("model", group="robustness_harness.models")
+DATASETS: Registry[Callable[..., Any]] = Registry("dataset", group="robustness_harness.datasets")
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ def check_kwargs(
     fn: Callable[..., Any], kwargs: dict[str, Any], *, what: str, file: str | None, field: str
 ) -> None:
     """Reject keyword arguments ``fn`` does not take, with a did-you-mean."""
-    from harness.registry import did_you_mean
+    from robustness_harness.registry import did_you_mean
 
     params = inspect.signature(fn).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):

@@ -17,13 +17,13 @@ from torchvision.models.detection import FCOS
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.ops import FeaturePyramidNetwork
 
-from harness.cache import cache_key, sha256_file
-from harness.data.registry import toydrive_dataset
-from harness.data.toydrive import GENERATOR_VERSION
-from harness.errors import CheckpointError
-from harness.train.finetune import TrainRecipe, load_training_set, train_detector
-from harness.versions import stamps
-from harness.zoo import ModelEntry, PretrainContext
+from robustness_harness.cache import cache_key, sha256_file
+from robustness_harness.data.registry import toydrive_dataset
+from robustness_harness.data.toydrive import GENERATOR_VERSION
+from robustness_harness.errors import CheckpointError
+from robustness_harness.train.finetune import TrainRecipe, load_training_set, train_detector
+from robustness_harness.versions import stamps
+from robustness_harness.zoo import ModelEntry, PretrainContext
 
 IMAGE_SIZE = 128
 FPN_CHANNELS = 64
@@ -123,7 +123,8 @@ def verified_shipped_weights() -> Path:
         raise CheckpointError(
             f"shipped weights are corrupt (sha256 {actual[:12]} != {expected[:12]})",
             file=WEIGHTS_FILE,
-            hint="reinstall robustness-harness or retrain with `python -m models.toydrive`",
+            hint="reinstall robustness-harness or retrain with "
+            "`python -m robustness_harness_models.toydrive`",
         )
     return WEIGHTS_FILE
 
@@ -178,8 +179,8 @@ def write_shipped_weights(data_root: Path, out_dir: Path = WEIGHTS_DIR) -> dict[
     the validation metrics, so that loading can verify the file and a later run can
     tell whether the weights fit its data.
     """
-    from harness.evaluate import predict_detections
-    from harness.metrics.detection import coco_evaluate
+    from robustness_harness.evaluate import predict_detections
+    from robustness_harness.metrics.detection import coco_evaluate
 
     splits = toydrive_dataset(data_root)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -17,16 +17,16 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from harness.cache import cache_key
-from harness.checkpoint import plain_state_dict
-from harness.data.classification import ClassificationData
-from harness.data.toysigns import GENERATOR_VERSION, TOYSIGNS_CLASSES
-from harness.evaluate import predict_classes
-from harness.train.classify import train_classifier
-from harness.train.finetune import TrainRecipe
-from harness.versions import stamps
-from harness.zoo import ModelEntry, PretrainContext
-from models.torchvision_classifiers import Normalize
+from robustness_harness.cache import cache_key
+from robustness_harness.checkpoint import plain_state_dict
+from robustness_harness.data.classification import ClassificationData
+from robustness_harness.data.toysigns import GENERATOR_VERSION, TOYSIGNS_CLASSES
+from robustness_harness.evaluate import predict_classes
+from robustness_harness.train.classify import train_classifier
+from robustness_harness.train.finetune import TrainRecipe
+from robustness_harness.versions import stamps
+from robustness_harness.zoo import ModelEntry, PretrainContext
+from robustness_harness_models.torchvision_classifiers import Normalize
 
 #: Bump when the architecture or the training code changes the trained weights.
 MODEL_VERSION = "1"
@@ -131,7 +131,7 @@ if __name__ == "__main__":
 
     from safetensors.torch import load_file
 
-    from harness.data.registry import toysigns_dataset
+    from robustness_harness.data.registry import toysigns_dataset
 
     parser = argparse.ArgumentParser(description="Train toysigns-cnn and report val accuracy.")
     parser.add_argument("--data-root", type=Path, default=Path(".harness-cache/data"))

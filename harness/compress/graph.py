@@ -21,8 +21,8 @@ from torch import nn
 from torchvision.models.detection import FCOS, RetinaNet
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from harness.errors import HarnessError
-from harness.registry import did_you_mean
+from robustness_harness.errors import HarnessError
+from robustness_harness.registry import did_you_mean
 
 #: Layers whose ``weight`` the pruning methods prune.
 PRUNABLE_TYPES: tuple[type[nn.Module], ...] = (nn.modules.conv._ConvNd, nn.Linear)

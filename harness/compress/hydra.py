@@ -38,13 +38,13 @@ from pydantic import Field, ValidationError, field_validator
 from torch import nn
 from torch.nn.utils import parametrize, prune
 
-from harness.compress.graph import TracePlan, modes_kept, prunable_layers, trace_plan
-from harness.compress.prune import finalize_pruning, model_sparsity
-from harness.compress.registry import CompressContext, compression_method
-from harness.compress.schedule import SparsityParams, require_training
-from harness.errors import HarnessError
-from harness.spec._problems import problem_from_pydantic
-from harness.train.adversarial import AdversarialTraining
+from robustness_harness.compress.graph import TracePlan, modes_kept, prunable_layers, trace_plan
+from robustness_harness.compress.prune import finalize_pruning, model_sparsity
+from robustness_harness.compress.registry import CompressContext, compression_method
+from robustness_harness.compress.schedule import SparsityParams, require_training
+from robustness_harness.errors import HarnessError
+from robustness_harness.spec._problems import problem_from_pydantic
+from robustness_harness.train.adversarial import AdversarialTraining
 
 
 class HydraParams(SparsityParams):
@@ -66,7 +66,7 @@ class HydraParams(SparsityParams):
         if value is None or isinstance(value, AdversarialTraining):
             return value
         # imported here: the spec schema imports the compression registry (this package)
-        from harness.spec.schema import AdversarialSpec
+        from robustness_harness.spec.schema import AdversarialSpec
 
         try:
             spec = AdversarialSpec.model_validate(value)

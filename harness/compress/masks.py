@@ -29,7 +29,7 @@ import torch_pruning as tp
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 
-from harness.compress.graph import (
+from robustness_harness.compress.graph import (
     NORM_TYPES,
     PRUNABLE_TYPES,
     TracePlan,
@@ -41,12 +41,16 @@ from harness.compress.graph import (
     remove_slots,
     trace_plan,
 )
-from harness.compress.prune import count_parameters, plain_weights
-from harness.compress.registry import CompressContext, compression_method
-from harness.compress.schedule import check_module_names, check_not_bool, require_training
-from harness.compress.structure import remember_base
-from harness.errors import HarnessError
-from harness.spec._problems import SpecProblem
+from robustness_harness.compress.prune import count_parameters, plain_weights
+from robustness_harness.compress.registry import CompressContext, compression_method
+from robustness_harness.compress.schedule import (
+    check_module_names,
+    check_not_bool,
+    require_training,
+)
+from robustness_harness.compress.structure import remember_base
+from robustness_harness.errors import HarnessError
+from robustness_harness.spec._problems import SpecProblem
 
 BUDGET_HINT = "use the target share of dense operations, e.g. budget: 0.5"
 

@@ -3,8 +3,8 @@
 ``global_magnitude`` zeroes weights through ``torch.nn.utils.prune`` masks, which stay
 active during fine-tuning; ``finalize_pruning`` makes them permanent before saving.
 ``l1_filter`` removes whole filters with torch-pruning (DepGraph), so the model gets
-physically smaller; ``harness.checkpoint`` saves its new shapes. Both prune at once or
-gradually with the AGP schedule (``harness.compress.schedule``).
+physically smaller; ``robustness_harness.checkpoint`` saves its new shapes. Both prune at once or
+gradually with the AGP schedule (``robustness_harness.compress.schedule``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pydantic import Field, field_validator
 from torch import nn
 from torch.nn.utils import prune
 
-from harness.compress.graph import (
+from robustness_harness.compress.graph import (
     PRUNABLE_TYPES,
     capped_ratios,
     check_group_norms,
@@ -27,16 +27,16 @@ from harness.compress.graph import (
     prunable_layers,
     trace_plan,
 )
-from harness.compress.registry import CompressContext, compression_method
-from harness.compress.schedule import (
+from robustness_harness.compress.registry import CompressContext, compression_method
+from robustness_harness.compress.schedule import (
     SPARSITY_HINT,
     ScheduleParams,
     agp_sparsity,
     check_module_names,
     run_schedule,
 )
-from harness.compress.structure import remember_base
-from harness.errors import HarnessError
+from robustness_harness.compress.structure import remember_base
+from robustness_harness.errors import HarnessError
 
 __all__ = [
     "PRUNABLE_TYPES",

@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
-from harness.compress.structure import REBUILD_HINT
-from harness.errors import CheckpointError
+from robustness_harness.compress.structure import REBUILD_HINT
+from robustness_harness.errors import CheckpointError
 
 Layout = dict[str, Any]
 INT4_MIN, INT4_MAX = -8, 7

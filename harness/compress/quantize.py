@@ -41,16 +41,16 @@ from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 from torch.utils._pytree import tree_leaves, tree_map
 from torchvision.models.detection import FCOS, RetinaNet
 
-from harness.compress.graph import trace_plan
-from harness.compress.prune import (
+from robustness_harness.compress.graph import trace_plan
+from robustness_harness.compress.prune import (
     count_parameters,
     effective_tensor,
     finalize_pruning,
     prunable_layers,
 )
-from harness.compress.registry import CompressContext, compression_method
-from harness.compress.structure import REBUILD_HINT, structure_of
-from harness.errors import CheckpointError, HarnessError
+from robustness_harness.compress.registry import CompressContext, compression_method
+from robustness_harness.compress.structure import REBUILD_HINT, structure_of
+from robustness_harness.errors import CheckpointError, HarnessError
 
 BACKEND = "x86"
 RECORD_ATTR = "_harness_quantization"
@@ -80,7 +80,7 @@ class QuantRecord:
     ``kind``: ``classifier`` (whole model) or ``detector`` (backbone and head);
     ``example_shapes``: tracing inputs (the image batch; for detectors the transformed
     batch, then each feature map); ``float_structure``/``float_shapes``: layer sizes
-    (``harness.compress.structure``) and state-dict shapes of the float model;
+    (``robustness_harness.compress.structure``) and state-dict shapes of the float model;
     ``int8_layers``: modules kept at 8-bit weights under a 4-bit scheme.
     """
 

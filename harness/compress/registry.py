@@ -10,7 +10,7 @@ import torch
 from pydantic import BaseModel
 from torch import nn
 
-from harness.registry import Registry
+from robustness_harness.registry import Registry
 
 StepKind = Literal["prune", "quantize"]
 
@@ -48,7 +48,9 @@ class MethodInfo:
     params: type[BaseModel]
 
 
-METHODS: Registry[MethodInfo] = Registry("compression method", group="harness.compression")
+METHODS: Registry[MethodInfo] = Registry(
+    "compression method", group="robustness_harness.compression"
+)
 
 
 def compression_method(

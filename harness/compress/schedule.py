@@ -14,9 +14,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from torch import nn
 
-from harness.compress.registry import CompressContext
-from harness.errors import HarnessError
-from harness.spec._problems import SpecProblem
+from robustness_harness.compress.registry import CompressContext
+from robustness_harness.errors import HarnessError
+from robustness_harness.spec._problems import SpecProblem
 
 SPARSITY_HINT = "use a fraction such as 0.5 (the share of weights or filters to remove)"
 

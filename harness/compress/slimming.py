@@ -15,7 +15,7 @@ import torch_pruning as tp
 from pydantic import Field, field_validator
 from torch import nn
 
-from harness.compress.graph import (
+from robustness_harness.compress.graph import (
     ChannelGroup,
     channel_groups,
     check_group_norms,
@@ -24,11 +24,15 @@ from harness.compress.graph import (
     remove_slots,
     trace_plan,
 )
-from harness.compress.prune import count_parameters, plain_weights
-from harness.compress.registry import CompressContext, compression_method
-from harness.compress.schedule import SparsityParams, check_module_names, require_training
-from harness.compress.structure import remember_base
-from harness.errors import HarnessError
+from robustness_harness.compress.prune import count_parameters, plain_weights
+from robustness_harness.compress.registry import CompressContext, compression_method
+from robustness_harness.compress.schedule import (
+    SparsityParams,
+    check_module_names,
+    require_training,
+)
+from robustness_harness.compress.structure import remember_base
+from robustness_harness.errors import HarnessError
 
 
 class SlimmingParams(SparsityParams):

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from harness.errors import CheckpointError
+from robustness_harness.errors import CheckpointError
 
 STRUCTURE_FORMAT = 1
 BASE_ATTR = "_harness_base_structure"

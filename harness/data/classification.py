@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from harness.data.coco import CocoDetectionData
-from harness.errors import DataError
+from robustness_harness.data.coco import CocoDetectionData
+from robustness_harness.errors import DataError
 
 
 class ClassificationData:

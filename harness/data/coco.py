@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from harness.data import decoded
-from harness.errors import DataError
+from robustness_harness.data import decoded
+from robustness_harness.errors import DataError
 
 _FIX_JSON = "fix the JSON syntax at that position (a COCO file is one JSON object)"
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.errors import HarnessError
+from robustness_harness.errors import HarnessError
 
 ENV_VAR = "HARNESS_IMAGE_MEMORY_MB"
 DEFAULT_MB = 512

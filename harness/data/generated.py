@@ -23,7 +23,7 @@ import numpy as np
 import PIL
 from filelock import FileLock
 
-from harness.errors import DataError
+from robustness_harness.errors import DataError
 
 SPLITS = ("train", "val")
 Progress = Callable[[str], None] | None

@@ -1,7 +1,8 @@
 """Registered datasets: functions ``(root, **params) -> {split: data}`` where data is a
 ``CocoDetectionData`` (detection) or a ``ClassificationData`` (classification).
 
-``harness.zoo.DATASETS`` finds them through the ``harness.datasets`` entry points.
+``robustness_harness.zoo.DATASETS`` finds them through the ``robustness_harness.datasets``
+entry points.
 """
 
 from __future__ import annotations
@@ -10,11 +11,11 @@ import hashlib
 import json
 from pathlib import Path
 
-from harness.data import toysigns
-from harness.data.classification import ClassificationData
-from harness.data.coco import CocoDetectionData
-from harness.data.generated import SPLITS
-from harness.data.toydrive import GENERATOR_VERSION, generate_toydrive
+from robustness_harness.data import toysigns
+from robustness_harness.data.classification import ClassificationData
+from robustness_harness.data.coco import CocoDetectionData
+from robustness_harness.data.generated import SPLITS
+from robustness_harness.data.toydrive import GENERATOR_VERSION, generate_toydrive
 
 
 def toydrive_dir(

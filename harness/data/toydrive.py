@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from harness.data.generated import GeneratedDataset
+from robustness_harness.data.generated import GeneratedDataset
 
 #: Bump whenever the generated json or pixels change for the same parameters.
 GENERATOR_VERSION = "3"

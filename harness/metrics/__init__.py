@@ -3,7 +3,7 @@
 Importing this package registers the built-in metrics.
 """
 
-from harness.metrics import (
+from robustness_harness.metrics import (
     adversarial,
     calibration,
     classification,
@@ -13,8 +13,8 @@ from harness.metrics import (
     size,
     stability,
 )
-from harness.metrics.detection import CocoEvalResult, coco_evaluate
-from harness.metrics.registry import METRICS, MetricInfo, MetricResult, metric
+from robustness_harness.metrics.detection import CocoEvalResult, coco_evaluate
+from robustness_harness.metrics.registry import METRICS, MetricInfo, MetricResult, metric
 
 __all__ = [
     "METRICS",

@@ -1,7 +1,7 @@
 """Adversarial robustness metrics: accuracy under PGD/FGSM and COCO mAP under PGD.
 
 All attacks are L∞ on images in [0, 1] (models contain their normalisation), seeded per
-batch from the context seed (``harness.attacks.attack_seed``). A quantized model is
+batch from the context seed (``robustness_harness.attacks.attack_seed``). A quantized model is
 attacked through its float twin (``ctx.float_model``) and evaluated itself on the
 adversarial images; the result's note says so.
 """
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness.attacks import (
+from robustness_harness.attacks import (
     ClassifierAttack,
     attack_classifier,
     attack_detector,
@@ -24,17 +24,17 @@ from harness.attacks import (
     modes_restored,
     validate_attack_params,
 )
-from harness.evaluate import to_detections
-from harness.metrics.context import ModelContext
-from harness.metrics.detection import coco_evaluate
-from harness.metrics.registry import (
+from robustness_harness.evaluate import to_detections
+from robustness_harness.metrics.context import ModelContext
+from robustness_harness.metrics.detection import coco_evaluate
+from robustness_harness.metrics.registry import (
     MetricResult,
     NonNegative,
     Positive,
     PositiveInt,
     metric,
 )
-from harness.predictions import DetectionPredictions, Detections
+from robustness_harness.predictions import DetectionPredictions, Detections
 
 FLOAT_TWIN_NOTE = "attacked through the float twin"
 

@@ -24,12 +24,18 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import ArrayLike
 
-from harness.data.classification import ClassificationData
-from harness.errors import SpecError
-from harness.metrics.classification import aligned
-from harness.metrics.detection import CocoTargets, coco_match
-from harness.metrics.registry import RECOMPUTE, MetricResult, PositiveInt, Probability, metric
-from harness.predictions import ClassPredictions, DetectionPredictions
+from robustness_harness.data.classification import ClassificationData
+from robustness_harness.errors import SpecError
+from robustness_harness.metrics.classification import aligned
+from robustness_harness.metrics.detection import CocoTargets, coco_match
+from robustness_harness.metrics.registry import (
+    RECOMPUTE,
+    MetricResult,
+    PositiveInt,
+    Probability,
+    metric,
+)
+from robustness_harness.predictions import ClassPredictions, DetectionPredictions
 
 Binning = Literal["equal_width", "equal_mass"]
 BinRow = dict[str, float | int | None]

@@ -11,9 +11,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from harness.errors import DataError
-from harness.metrics.registry import RECOMPUTE, metric
-from harness.predictions import ClassPredictions
+from robustness_harness.errors import DataError
+from robustness_harness.metrics.registry import RECOMPUTE, metric
+from robustness_harness.predictions import ClassPredictions
 
 
 class ClassTargets(Protocol):

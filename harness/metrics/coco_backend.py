@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from harness.errors import HarnessError
-from harness.predictions import DetectionPredictions
+from robustness_harness.errors import HarnessError
+from robustness_harness.predictions import DetectionPredictions
 
 ENV_VAR = "HARNESS_COCO_BACKEND"
 REFERENCE = "pycocotools"
@@ -122,7 +122,7 @@ def backend_name(name: str | None = None) -> str:
     """``name``, else ``$HARNESS_COCO_BACKEND``, else the default; checked."""
     chosen = (name or os.environ.get(ENV_VAR) or DEFAULT).strip()
     if chosen not in _MODULES:
-        from harness.registry import did_you_mean
+        from robustness_harness.registry import did_you_mean
 
         raise HarnessError(
             f"unknown COCO evaluation backend '{chosen}'",

@@ -35,8 +35,8 @@ import scipy.sparse
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from harness.metrics.registry import Resampled, Resampler
-from harness.predictions import DetectionPredictions
+from robustness_harness.metrics.registry import Resampled, Resampler
+from robustness_harness.predictions import DetectionPredictions
 
 _EPS = np.spacing(1)
 _MEMO_SIZE = 4
@@ -312,7 +312,7 @@ def evaluate_pool(
 ) -> CocoPool:
     """``COCOeval.evaluate()`` of ``preds`` on ``image_ids`` (validated and normalised as
     ``coco_evaluate`` does), kept as a ``CocoPool``; memoized."""
-    from harness.metrics import detection as det
+    from robustness_harness.metrics import detection as det
 
     gt_fp, canonical = det._gt_fingerprint(gt)
     img_key = tuple(sorted({int(i) for i in image_ids}))
@@ -376,7 +376,7 @@ def per_class_resampler(*, iou_50: bool = False) -> Resampler:
     truth in the resample), read as ``CocoEvalResult`` reads it."""
 
     def prepare(preds: DetectionPredictions, targets: Any) -> Resampled:
-        from harness.metrics.detection import CocoEvalResult
+        from robustness_harness.metrics.detection import CocoEvalResult
 
         pool, order = _pool_for(preds, targets)
         area = pool.params.areaRngLbl.index("all")

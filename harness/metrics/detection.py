@@ -1,7 +1,7 @@
 """COCO bbox evaluation with exact pycocotools semantics, and the detection metrics.
 
 pycocotools' ``COCOeval`` semantics; the engine is a bit-exact backend
-(``harness.metrics.coco_backend``: ultrafast-pycocotools by default,
+(``robustness_harness.metrics.coco_backend``: ultrafast-pycocotools by default,
 ``HARNESS_COCO_BACKEND=pycocotools`` for the reference). This module converts
 predictions to COCO results exactly as a json round trip would, fills what COCO expects
 of ground truth, handles the inputs ``loadRes`` crashes on, validates ids, and memoizes
@@ -35,11 +35,11 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from harness.errors import DataError
-from harness.metrics.coco_backend import CocoBackend, get_backend, results_array
-from harness.metrics.coco_resample import per_class_resampler, summary_resampler
-from harness.metrics.registry import metric
-from harness.predictions import DetectionPredictions
+from robustness_harness.errors import DataError
+from robustness_harness.metrics.coco_backend import CocoBackend, get_backend, results_array
+from robustness_harness.metrics.coco_resample import per_class_resampler, summary_resampler
+from robustness_harness.metrics.registry import metric
+from robustness_harness.predictions import DetectionPredictions
 
 GT_FINGERPRINT_KEY = "_harness_fingerprint"
 """Optional key of a gt dict holding a precomputed fingerprint (trusted as is)."""

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness.metrics.context import ModelContext
-from harness.metrics.registry import Count, MetricResult, Percentile, PositiveInt, metric
+from robustness_harness.metrics.context import ModelContext
+from robustness_harness.metrics.registry import Count, MetricResult, Percentile, PositiveInt, metric
 
 
 class Timer(Protocol):

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import Field
 
-from harness.registry import Registry
+from robustness_harness.registry import Registry
 
 # Constrained parameter types: the suite schema checks them when a suite loads.
 NonNegative = Annotated[float, Field(ge=0)]
@@ -29,7 +29,7 @@ Inputs = Literal["predictions", "pair", "model", "corruption_grid"]
 * ``pair``: ``fn(preds, baseline_preds, data, **params)`` — candidate vs baseline
   (stability metrics such as ``flip_rate``);
 * ``model``: ``fn(ctx: ModelContext, **params)`` — needs the model itself (attacks,
-  latency, size, saliency); see ``harness.metrics.context.ModelContext``;
+  latency, size, saliency); see ``robustness_harness.metrics.context.ModelContext``;
 * ``corruption_grid``: ``fn(grid: CorruptionGrid, **params)`` — aggregates the task's
   clean and corrupted scores (mPC, rPC, CE); the check must name ``corruptions``.
 """
@@ -47,7 +47,7 @@ prepare once and return ``values(counts)`` (see ``Resampled``)."""
 RECOMPUTE = "recompute"
 """``resample=RECOMPUTE``: call the metric again on each resampled image multiset (a view
 of the data that may hold an image several times). Only data whose views may repeat an
-image support it: classification data (see ``harness.metrics.resample``)."""
+image support it: classification data (see ``robustness_harness.metrics.resample``)."""
 
 RECOMPUTE_TASKS = ("classification",)
 
@@ -114,7 +114,7 @@ class MetricInfo:
         return out if isinstance(out, MetricResult) else MetricResult(out)
 
 
-METRICS: Registry[MetricInfo] = Registry("metric", group="harness.metrics")
+METRICS: Registry[MetricInfo] = Registry("metric", group="robustness_harness.metrics")
 
 
 def metric(

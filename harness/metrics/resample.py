@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from harness.errors import HarnessError
-from harness.metrics.registry import RECOMPUTE, MetricInfo, Resampled
+from robustness_harness.errors import HarnessError
+from robustness_harness.metrics.registry import RECOMPUTE, MetricInfo, Resampled
 
 
 class ImageMultiset:

@@ -17,9 +17,9 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from harness.corruptions import FAMILIES
-from harness.metrics.context import CorruptionGrid
-from harness.metrics.registry import MetricResult, metric
+from robustness_harness.corruptions import FAMILIES
+from robustness_harness.metrics.context import CorruptionGrid
+from robustness_harness.metrics.registry import MetricResult, metric
 
 __all__ = [
     "by_severity",

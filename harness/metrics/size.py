@@ -10,8 +10,8 @@ from safetensors.torch import save as safetensors_bytes
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from harness.metrics.context import ModelContext
-from harness.metrics.registry import MetricResult, metric
+from robustness_harness.metrics.context import ModelContext
+from robustness_harness.metrics.registry import MetricResult, metric
 
 Measure = Literal["params", "nonzero_params", "sparsity", "bytes", "flops"]
 
@@ -20,7 +20,10 @@ def checkpoint_bytes(ctx: ModelContext) -> int:
     """Size of ``checkpoint_dir/model.safetensors``; without a checkpoint, the size of the
     safetensors serialisation the checkpoint would have (masks folded in; int tensors,
     scales and zero points for a quantized model)."""
-    from harness.checkpoint import WEIGHTS_FILE, checkpoint_tensors  # checkpoint imports spec
+    from robustness_harness.checkpoint import (  # checkpoint imports spec
+        WEIGHTS_FILE,
+        checkpoint_tensors,
+    )
 
     if ctx.checkpoint_dir is None:
         return len(safetensors_bytes(checkpoint_tensors(ctx.model)))
@@ -43,7 +46,7 @@ def one_image_batch(ctx: ModelContext) -> torch.Tensor | list[torch.Tensor]:
 def count_flops(model: nn.Module, batch: torch.Tensor | list[torch.Tensor]) -> int:
     """FLOPs of ``model(batch)`` by ``FlopCounterMode`` (2 per multiply-add); for a
     quantized model, of its Conv/Linear layers (``quantized_flops``)."""
-    from harness.compress.quantize import is_quantized, quantized_flops
+    from robustness_harness.compress.quantize import is_quantized, quantized_flops
 
     if is_quantized(model):
         return quantized_flops(model, batch)
@@ -55,7 +58,7 @@ def count_flops(model: nn.Module, batch: torch.Tensor | list[torch.Tensor]) -> i
 
 def size_measures(ctx: ModelContext) -> dict[str, float | int]:
     """All five measures of ``ctx.model`` (float or quantized)."""
-    from harness.compress.quantize import parameter_counts
+    from robustness_harness.compress.quantize import parameter_counts
 
     total, nonzero, sparsity = parameter_counts(ctx.model)
     return {

@@ -16,12 +16,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness.errors import DataError
-from harness.metrics.classification import ClassTargets, aligned, per_class_accuracies
-from harness.metrics.context import ModelContext
-from harness.metrics.detection import CocoTargets, coco_match
-from harness.metrics.registry import RECOMPUTE, MetricResult, Probability, metric
-from harness.predictions import ClassPredictions, DetectionPredictions
+from robustness_harness.errors import DataError
+from robustness_harness.metrics.classification import ClassTargets, aligned, per_class_accuracies
+from robustness_harness.metrics.context import ModelContext
+from robustness_harness.metrics.detection import CocoTargets, coco_match
+from robustness_harness.metrics.registry import RECOMPUTE, MetricResult, Probability, metric
+from robustness_harness.predictions import ClassPredictions, DetectionPredictions
 
 FLOAT_TWIN_NOTE = "saliency of the candidate through its float twin"
 

@@ -1,7 +1,7 @@
 """Suite files: typed schema, YAML loader, thresholds and pass/fail decisions."""
 
-from harness.spec.loader import Suite, canonical_json, load_suite, parse_suite
-from harness.spec.schema import (
+from robustness_harness.spec.loader import Suite, canonical_json, load_suite, parse_suite
+from robustness_harness.spec.schema import (
     CheckSpec,
     CompressStep,
     DataSpec,
@@ -11,7 +11,7 @@ from harness.spec.schema import (
     SuiteSpec,
     VariantSpec,
 )
-from harness.spec.thresholds import Decision, Thresholds, decide, reduce_per_class
+from robustness_harness.spec.thresholds import Decision, Thresholds, decide, reduce_per_class
 
 __all__ = [
     "CheckSpec",

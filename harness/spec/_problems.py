@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from harness.errors import HarnessError, SpecError, UnknownNameError
-from harness.registry import did_you_mean
+from robustness_harness.errors import HarnessError, SpecError, UnknownNameError
+from robustness_harness.registry import did_you_mean
 
 Loc = tuple[str | int, ...]
 

@@ -18,9 +18,15 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from harness.errors import HarnessError, SpecError
-from harness.spec._problems import Loc, SpecProblem, describe_input, dotted, problem_from_pydantic
-from harness.spec.schema import SuiteSpec
+from robustness_harness.errors import HarnessError, SpecError
+from robustness_harness.spec._problems import (
+    Loc,
+    SpecProblem,
+    describe_input,
+    dotted,
+    problem_from_pydantic,
+)
+from robustness_harness.spec.schema import SuiteSpec
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 

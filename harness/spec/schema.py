@@ -32,11 +32,11 @@ from pydantic import (
     model_validator,
 )
 
-from harness.compress.registry import METHODS, MethodInfo
-from harness.errors import HarnessError
-from harness.metrics.registry import METRICS, MetricInfo
-from harness.registry import Registry, did_you_mean
-from harness.spec._problems import (
+from robustness_harness.compress.registry import METHODS, MethodInfo
+from robustness_harness.errors import HarnessError
+from robustness_harness.metrics.registry import METRICS, MetricInfo
+from robustness_harness.registry import Registry, did_you_mean
+from robustness_harness.spec._problems import (
     NUMBER_HINT,
     Loc,
     SpecProblem,
@@ -44,9 +44,9 @@ from harness.spec._problems import (
     problem_from_pydantic,
     unknown_key,
 )
-from harness.spec.thresholds import DECIDE_MODES, REDUCTIONS
-from harness.train import adversarial, augment, samplers
-from harness.zoo import DATASETS, MODELS, as_model_entry
+from robustness_harness.spec.thresholds import DECIDE_MODES, REDUCTIONS
+from robustness_harness.train import adversarial, augment, samplers
+from robustness_harness.zoo import DATASETS, MODELS, as_model_entry
 
 # --------------------------------------------------------------------------------------
 # Features of the full format that this version rejects. Remove entries as they land.
@@ -432,7 +432,7 @@ class CompressStep(BaseModel):
 class AdversarialSpec(_Spec):
     """``adversarial:`` of a fine-tune: train on FGSM (random init) or PGD batches.
 
-    ``alpha``/``steps`` None take ``harness.train.adversarial``'s defaults (FGSM: 1.25 ε,
+    ``alpha``/``steps`` None take ``robustness_harness.train.adversarial``'s defaults (FGSM: 1.25 ε,
     one step; PGD: ε/4, 10 steps). A bare method name (``adversarial: fgsm``) is allowed.
     """
 
@@ -470,7 +470,7 @@ class FinetuneSpec(_Spec):
     """Fine-tuning after compression; ``seed`` None means the variant's/suite's seed.
 
     ``sampler`` (with ``rfs_threshold``, ``beta``, ``lam``) balances classes as in
-    ``harness.train.samplers``; ``augment: naturalistic`` adds photometric augmentation;
+    ``robustness_harness.train.samplers``; ``augment: naturalistic`` adds photometric augmentation;
     ``adversarial`` trains on adversarial batches.
     """
 
@@ -638,7 +638,7 @@ class CheckSpec(_Spec):
     corruptions: list[str] | None = None
     severities: list[Int] | None = None
     device: str | None = None
-    # statistics (harness.stats): ``confidence`` alone is a paired bootstrap over images
+    # statistics (robustness_harness.stats): ``confidence`` alone is a paired bootstrap over images
     # (``resamples``, default 1000); with ``runs_test: paired_t`` it is a t-interval across
     # the variants' runs. ``decide`` judges that interval; ``anova`` is informational.
     confidence: Number | None = Field(None, gt=0, lt=1)
@@ -693,7 +693,7 @@ class CheckSpec(_Spec):
                 hint="write benchmark, all, a family (noise, blur, weather, digital, extra) "
                 "or a list of corruption names",
             )
-        from harness.corruptions import resolve_corruptions  # imports imagecorruptions
+        from robustness_harness.corruptions import resolve_corruptions  # imports imagecorruptions
 
         return resolve_corruptions(value)
 
@@ -702,7 +702,7 @@ class CheckSpec(_Spec):
     def _severities(cls, value: object) -> object:
         if value is None:
             return None
-        from harness.corruptions import check_severities
+        from robustness_harness.corruptions import check_severities
 
         return check_severities(value if isinstance(value, list) else [value])
 

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from harness.errors import HarnessError
+from robustness_harness.errors import HarnessError
 
 REL_TOL = 1e-9
 """Comparisons allow this relative slack, so ``drop == drop_max`` passes despite rounding."""
@@ -148,7 +148,7 @@ def decide(
     if missing:
         raise HarnessError(
             f"decide: {mode} needs a confidence interval of {', '.join(missing)}",
-            hint="compute intervals with harness.stats (confidence: 0.95 on the check)",
+            hint="compute intervals with robustness_harness.stats (confidence: 0.95 on the check)",
         )
     derived = {} if baseline is None else gated_quantities(value, baseline)
     derived.pop("value", None)

@@ -1,6 +1,6 @@
 """Training and fine-tuning of image classifiers on COCO-form classification data.
 
-The loop mirrors ``harness.train.finetune`` (AdamW, linear warm-up then cosine decay,
+The loop mirrors ``robustness_harness.train.finetune`` (AdamW, linear warm-up then cosine decay,
 drop-last shuffled batches, gradient clipping, all randomness from ``recipe.seed``
 inside a forked RNG), with cross-entropy on the class index. Every image is decoded
 once into one uint8 tensor. Augmentation is a light random affine per image
@@ -8,7 +8,7 @@ once into one uint8 tensor. Augmentation is a light random affine per image
 ``grid_sample`` (per-image ``torchvision.transforms.v2.RandomAffine`` costs ~1.5 ms an
 image on CPU, more than the training step); a horizontal flip only when
 ``recipe.hflip`` is set, because flips change the meaning of arrows and digits.
-``recipe.augment: naturalistic`` adds the photometric steps of ``harness.train.augment``
+``recipe.augment: naturalistic`` adds the photometric steps of ``robustness_harness.train.augment``
 per image; class-balancing samplers either resample images (``rfs``) or weight the
 cross-entropy per class (``inv``, ``inv_cap``, ``ens``: the mean over the batch of
 ``w_y · CE``, the paper's eq. 4); ``recipe.adversarial`` trains on adversarial batches.
@@ -29,22 +29,22 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from harness.attacks import attack_seed
-from harness.errors import DataError
-from harness.train.adversarial import perturb_classification_batch
-from harness.train.augment import augment_batch, photometric
-from harness.train.finetune import (
+from robustness_harness.attacks import attack_seed
+from robustness_harness.errors import DataError
+from robustness_harness.train.adversarial import perturb_classification_batch
+from robustness_harness.train.augment import augment_batch, photometric
+from robustness_harness.train.finetune import (
     Regularizer,
     TrainRecipe,
     TrainResult,
     lr_factor,
     total_steps,
 )
-from harness.train.samplers import balancing, loss_weight_tensor, sampled_batches
+from robustness_harness.train.samplers import balancing, loss_weight_tensor, sampled_batches
 
 
 class LabelledImages(Protocol):
-    """What training needs of a dataset (``harness.data.ClassificationData`` fits)."""
+    """What training needs of a dataset (``robustness_harness.data.ClassificationData`` fits)."""
 
     image_ids: list[int]
 

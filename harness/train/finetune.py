@@ -2,9 +2,10 @@
 
 One loop serves both the embedded default's training recipe and the ``finetune:``
 step of a variant: AdamW, linear warm-up then cosine decay, horizontal-flip (and
-optionally naturalistic, ``harness.train.augment``) augmentation through
+optionally naturalistic, ``robustness_harness.train.augment``) augmentation through
 ``torchvision.transforms.v2``, gradient clipping; optional class-balanced sampling
-(``harness.train.samplers``) and adversarial batches (``harness.train.adversarial``).
+(``robustness_harness.train.samplers``) and adversarial batches
+(``robustness_harness.train.adversarial``).
 All randomness comes from ``seed`` inside a forked RNG, so the same seed gives the same
 weights and the caller's global RNG state is left untouched.
 """
@@ -23,17 +24,17 @@ from torch import nn
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from harness.attacks import attack_seed
-from harness.train.adversarial import AdversarialTraining, perturb_detection_batch
-from harness.train.augment import AUGMENTS, photometric
-from harness.train.samplers import balancing, sampled_batches, sampler_problem
+from robustness_harness.attacks import attack_seed
+from robustness_harness.train.adversarial import AdversarialTraining, perturb_detection_batch
+from robustness_harness.train.augment import AUGMENTS, photometric
+from robustness_harness.train.samplers import balancing, sampled_batches, sampler_problem
 
 Regularizer = Callable[[nn.Module], torch.Tensor]
 """An extra loss term computed from the model alone (e.g. an L1 penalty on BN scales)."""
 
 
 class DetectionData(Protocol):
-    """What training needs of a dataset (``harness.data.CocoDetectionData`` fits)."""
+    """What training needs of a dataset (``robustness_harness.data.CocoDetectionData`` fits)."""
 
     image_ids: list[int]
 
@@ -47,7 +48,7 @@ class TrainRecipe:
     """Hyper-parameters of one training run (part of the checkpoint's cache key).
 
     ``sampler``, ``rfs_threshold``, ``beta``, ``lam``: class balancing (see
-    ``harness.train.samplers``); ``augment``: ``none`` or ``naturalistic``;
+    ``robustness_harness.train.samplers``); ``augment``: ``none`` or ``naturalistic``;
     ``adversarial``: an ``AdversarialTraining`` (a mapping or method name is converted).
     Inconsistent values raise ``ValueError`` naming the field.
     """

@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from harness.metrics.context import ModelContext
-from harness.metrics.latency import CudaEventTimer, latency_ms, make_timer
+from robustness_harness.metrics.context import ModelContext
+from robustness_harness.metrics.latency import CudaEventTimer, latency_ms, make_timer
 
 pytestmark = [
     pytest.mark.gpu,

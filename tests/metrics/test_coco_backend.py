@@ -18,11 +18,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness.errors import HarnessError
-from harness.metrics import coco_backend
-from harness.metrics.coco_backend import DEFAULT, ENV_VAR, REFERENCE, get_backend, results_array
-from harness.metrics.detection import clear_memo, coco_evaluate
-from harness.predictions import DetectionPredictions, Detections
+from robustness_harness.errors import HarnessError
+from robustness_harness.metrics import coco_backend
+from robustness_harness.metrics.coco_backend import (
+    DEFAULT,
+    ENV_VAR,
+    REFERENCE,
+    get_backend,
+    results_array,
+)
+from robustness_harness.metrics.detection import clear_memo, coco_evaluate
+from robustness_harness.predictions import DetectionPredictions, Detections
 
 # faster-coco-eval is not bit-exact (found by this test): pycocotools computes precision
 # as tp / (tp + fp + eps), faster-coco-eval without the eps. Shrunk counterexample: one

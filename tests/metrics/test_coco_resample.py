@@ -12,14 +12,14 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from harness.metrics.coco_resample import (
+from robustness_harness.metrics.coco_resample import (
     CocoPool,
     per_class_resampler,
     summarize,
     summary_resampler,
 )
-from harness.metrics.detection import coco_evaluate
-from harness.predictions import DetectionPredictions, Detections
+from robustness_harness.metrics.detection import coco_evaluate
+from robustness_harness.predictions import DetectionPredictions, Detections
 
 N_IMAGES = 14
 CATEGORIES = [{"id": 1, "name": "car"}, {"id": 2, "name": "person"}, {"id": 5, "name": "train"}]

@@ -10,11 +10,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-import harness.metrics
-from harness.errors import HarnessError
-from harness.metrics import METRICS, coco_evaluate
-from harness.metrics.detection import GT_FINGERPRINT_KEY, clear_memo
-from harness.predictions import DetectionPredictions, Detections
+import robustness_harness.metrics
+from robustness_harness.errors import HarnessError
+from robustness_harness.metrics import METRICS, coco_evaluate
+from robustness_harness.metrics.detection import GT_FINGERPRINT_KEY, clear_memo
+from robustness_harness.predictions import DetectionPredictions, Detections
 
 A, B, C = (10.0, 20.0, 12.0, 10.0), (100.0, 100.0, 50.0, 40.0), (300.0, 200.0, 150.0, 120.0)
 STATS = {"map": 0, "ap50": 1, "ap75": 2, "ap_small": 3, "ap_medium": 4, "ap_large": 5, "ar100": 8}
@@ -50,7 +50,10 @@ def test_builtin_metrics_are_registered_on_import() -> None:
         assert info.task == "detection" and info.higher_is_better
         assert info.per_class == name.startswith("per_class")
         assert info.description and "\n" not in info.description
-    assert harness.metrics.CocoEvalResult is not None and harness.metrics.metric is not None
+    assert (
+        robustness_harness.metrics.CocoEvalResult is not None
+        and robustness_harness.metrics.metric is not None
+    )
 
 
 def test_registered_metrics_match_reference(

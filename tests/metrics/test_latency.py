@@ -12,9 +12,9 @@ import pytest
 import torch
 from torch import nn
 
-from harness.metrics import latency as latency_module
-from harness.metrics.context import ModelContext
-from harness.metrics.latency import (
+from robustness_harness.metrics import latency as latency_module
+from robustness_harness.metrics.context import ModelContext
+from robustness_harness.metrics.latency import (
     PerfCounterTimer,
     latency_input,
     latency_ms,
@@ -22,7 +22,7 @@ from harness.metrics.latency import (
     make_timer,
     time_calls,
 )
-from harness.metrics.registry import METRICS
+from robustness_harness.metrics.registry import METRICS
 
 
 @dataclass

@@ -7,9 +7,9 @@ import math
 
 import pytest
 
-from harness.metrics.context import CorruptionGrid
-from harness.metrics.registry import METRICS
-from harness.metrics.robustness import (
+from robustness_harness.metrics.context import CorruptionGrid
+from robustness_harness.metrics.registry import METRICS
+from robustness_harness.metrics.robustness import (
     ce,
     corruption_error,
     mce,

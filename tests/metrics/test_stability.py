@@ -13,18 +13,18 @@ import pytest
 import torch
 from torch import nn
 
-from harness.data.classification import ClassificationData
-from harness.errors import DataError
-from harness.metrics import METRICS
-from harness.metrics.context import ModelContext
-from harness.metrics.stability import (
+from robustness_harness.data.classification import ClassificationData
+from robustness_harness.errors import DataError
+from robustness_harness.metrics import METRICS
+from robustness_harness.metrics.context import ModelContext
+from robustness_harness.metrics.stability import (
     class_accuracy_delta,
     confidence_shift,
     flip_rate,
     saliency_change,
     saliency_maps,
 )
-from harness.predictions import ClassPredictions
+from robustness_harness.predictions import ClassPredictions
 from tests.metrics.hand_cases import CROWD, A, B, C, Targets
 from tests.metrics.test_classification_metrics import make_classification_data, one_hot_logits
 

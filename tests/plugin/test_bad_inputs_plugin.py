@@ -14,8 +14,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from harness.data.toydrive import generate_toydrive
-from models.toydrive import build_toydrive_fcos
+from robustness_harness.data.toydrive import generate_toydrive
+from robustness_harness_models.toydrive import build_toydrive_fcos
 
 SUITE = """
 suite: user
@@ -49,7 +49,7 @@ def user(pytester: pytest.Pytester, coco: dict[str, Path]) -> pytest.Pytester:
     save_file(build_toydrive_fcos().state_dict(), pytester.path / "w.safetensors")
     pytester.makepyfile(
         userfactory="""
-        from models.toydrive import build_toydrive_fcos
+        from robustness_harness_models.toydrive import build_toydrive_fcos
 
         def good(num_classes):
             return build_toydrive_fcos(num_classes=num_classes)

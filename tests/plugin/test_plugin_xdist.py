@@ -36,7 +36,7 @@ def test_two_workers_build_each_checkpoint_once(suite_dir: pytest.Pytester) -> N
 
 
 def test_work_unit_of_a_gate_is_its_variant(pytester: pytest.Pytester) -> None:
-    from fixtures.scheduling import VariantScheduling
+    from robustness_harness_pytest.scheduling import VariantScheduling
 
     scheduler = VariantScheduling(pytester.parseconfig("--tx", "2*popen"))
     for check in ("map", "pgd@a::int8"):
@@ -53,7 +53,7 @@ def test_work_unit_of_a_gate_is_its_variant(pytester: pytest.Pytester) -> None:
 def test_plugin_schedules_by_variant_unless_told_otherwise(
     pytester: pytest.Pytester, args: tuple[str, ...], scheduler: str | None
 ) -> None:
-    from fixtures.plugin import pytest_xdist_make_scheduler
+    from robustness_harness_pytest.plugin import pytest_xdist_make_scheduler
 
     config = pytester.parseconfigure("-n", "2", "--tx", "2*popen", *args)
     made = pytest_xdist_make_scheduler(config, None)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.checks import CheckOutcome, GateStatistics, decide_check
-from harness.metrics import METRICS
-from harness.spec import CheckSpec, Thresholds
+from robustness_harness.checks import CheckOutcome, GateStatistics, decide_check
+from robustness_harness.metrics import METRICS
+from robustness_harness.spec import CheckSpec, Thresholds
 
 # A suite with variants ``dense`` (the baseline) and ``small`` (pruned by the fake
 # ``_test_prune`` of the ``spec_registries`` fixture) and no checks yet: append indented

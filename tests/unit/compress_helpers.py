@@ -11,13 +11,13 @@ import pytest
 import torch
 from torch import nn
 
-from harness.checkpoint import load_checkpoint, save_checkpoint
-from harness.compress import CompressContext, finalize_pruning
-from harness.data.classification import ClassificationData
-from harness.data.toysigns import generate_toysigns
-from harness.train.classify import load_classification_set, train_classifier
-from harness.train.finetune import TrainRecipe
-from models.toysigns import build_toysigns_cnn
+from robustness_harness.checkpoint import load_checkpoint, save_checkpoint
+from robustness_harness.compress import CompressContext, finalize_pruning
+from robustness_harness.data.classification import ClassificationData
+from robustness_harness.data.toysigns import generate_toysigns
+from robustness_harness.train.classify import load_classification_set, train_classifier
+from robustness_harness.train.finetune import TrainRecipe
+from robustness_harness_models.toysigns import build_toysigns_cnn
 
 RECIPE = TrainRecipe(epochs=1000, lr=5e-3, batch_size=32, warmup_steps=5, hflip=False, seed=0)
 

@@ -9,10 +9,10 @@ from typing import Any, Literal
 import pytest
 from pydantic import BaseModel, ConfigDict, Field
 
-from harness.compress.registry import METHODS, MethodInfo
-from harness.metrics.registry import METRICS, metric
-from harness.registry import Registry
-from harness.zoo import DATASETS, MODELS
+from robustness_harness.compress.registry import METHODS, MethodInfo
+from robustness_harness.metrics.registry import METRICS, metric
+from robustness_harness.registry import Registry
+from robustness_harness.zoo import DATASETS, MODELS
 
 
 class FakePruneParams(BaseModel):

@@ -12,13 +12,13 @@ from pydantic import BaseModel
 from torch import nn
 from torch.nn import functional as F
 
-from harness.train.adversarial import (
+from robustness_harness.train.adversarial import (
     AdversarialTraining,
     perturb_classification_batch,
     perturb_detection_batch,
 )
-from harness.train.classify import train_classifier
-from harness.train.finetune import TrainRecipe
+from robustness_harness.train.classify import train_classifier
+from robustness_harness.train.finetune import TrainRecipe
 
 EPS = 4 / 255
 
@@ -154,7 +154,7 @@ def test_classifier_adversarial_training_is_seeded() -> None:
 
 
 def test_detection_batch_perturbation(tiny_detection_items) -> None:
-    from models.toydrive import build_toydrive_fcos
+    from robustness_harness_models.toydrive import build_toydrive_fcos
 
     torch.manual_seed(0)
     model = build_toydrive_fcos()
@@ -171,8 +171,8 @@ def test_detection_batch_perturbation(tiny_detection_items) -> None:
 
 @pytest.fixture(scope="module")
 def tiny_detection_items(tmp_path_factory: pytest.TempPathFactory):
-    from harness.data.registry import toydrive_dataset
-    from harness.train.finetune import load_training_set
+    from robustness_harness.data.registry import toydrive_dataset
+    from robustness_harness.train.finetune import load_training_set
 
     data = toydrive_dataset(tmp_path_factory.mktemp("td"), n_train=4, n_val=1)
     return [it for it in load_training_set(data["train"]) if len(it[1]["boxes"])]

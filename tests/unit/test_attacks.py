@@ -14,12 +14,17 @@ import torchattacks
 from safetensors.torch import load_file
 from torch import nn
 
-from harness.attacks import attack_detector, attack_seed, loss_mode, seeded_rng
-from harness.data.coco import CocoDetectionData
-from harness.data.registry import toydrive_dataset
-from harness.metrics.adversarial import FLOAT_TWIN_NOTE, fgsm_accuracy, pgd_accuracy, pgd_map
-from harness.metrics.context import ModelContext
-from models.toydrive import build_toydrive_fcos, verified_shipped_weights
+from robustness_harness.attacks import attack_detector, attack_seed, loss_mode, seeded_rng
+from robustness_harness.data.coco import CocoDetectionData
+from robustness_harness.data.registry import toydrive_dataset
+from robustness_harness.metrics.adversarial import (
+    FLOAT_TWIN_NOTE,
+    fgsm_accuracy,
+    pgd_accuracy,
+    pgd_map,
+)
+from robustness_harness.metrics.context import ModelContext
+from robustness_harness_models.toydrive import build_toydrive_fcos, verified_shipped_weights
 
 EPS = 4 / 255
 
@@ -130,7 +135,7 @@ def test_fgsm_accuracy_equals_torchattacks(classifier: TinyCNN, class_data: Fake
 
 
 def test_attack_images_equal_torchattacks_bitwise(classifier: TinyCNN) -> None:
-    from harness.attacks import attack_classifier
+    from robustness_harness.attacks import attack_classifier
 
     x = torch.rand(6, 3, 16, 16, generator=torch.Generator().manual_seed(1))
     y = torch.tensor([0, 1, 2, 3, 0, 1])

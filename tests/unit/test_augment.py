@@ -6,8 +6,8 @@ import pytest
 import torch
 from torchvision.transforms import v2
 
-from harness.train.augment import augment_batch, naturalistic, photometric
-from harness.train.finetune import TrainRecipe, detection_transform, transformed
+from robustness_harness.train.augment import augment_batch, naturalistic, photometric
+from robustness_harness.train.finetune import TrainRecipe, detection_transform, transformed
 
 BOX = [10.0, 6.0, 22.0, 30.0]  # x1, y1, x2, y2 on a 40 x 48 (H x W) canvas
 

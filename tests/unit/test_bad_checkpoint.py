@@ -15,9 +15,14 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from harness.checkpoint import STRUCTURE_FILE, WEIGHTS_FILE, load_checkpoint, load_user_weights
-from harness.checkpoint import save_checkpoint as save_harness_checkpoint
-from harness.errors import CheckpointError
+from robustness_harness.checkpoint import (
+    STRUCTURE_FILE,
+    WEIGHTS_FILE,
+    load_checkpoint,
+    load_user_weights,
+)
+from robustness_harness.checkpoint import save_checkpoint as save_harness_checkpoint
+from robustness_harness.errors import CheckpointError
 
 
 def tiny() -> nn.Module:

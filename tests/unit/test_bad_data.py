@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from harness.data.coco import CocoDetectionData
-from harness.errors import DataError
+from robustness_harness.data.coco import CocoDetectionData
+from robustness_harness.errors import DataError
 
 CASES_DIR = Path(__file__).resolve().parents[1] / "bad_inputs" / "data"
 CASES = sorted(CASES_DIR.glob("*.json"))

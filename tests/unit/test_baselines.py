@@ -11,9 +11,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness.baselines import compare, lookup, read_snapshot, record, stamp_differences
-from harness.errors import HarnessError, SpecError
-from harness.spec import parse_suite
+from robustness_harness.baselines import compare, lookup, read_snapshot, record, stamp_differences
+from robustness_harness.errors import HarnessError, SpecError
+from robustness_harness.spec import parse_suite
 from tests.unit.builders import MINIMAL_SUITE
 
 SUITE = MINIMAL_SUITE + "  c: CHECK\n"

@@ -1,4 +1,4 @@
-"""harness.cache in one process: keys, build/get, corruption, listing, atomic writes."""
+"""robustness_harness.cache in one process: keys, build/get, corruption, listing, atomic writes."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from harness import cache as cache_mod
-from harness.cache import (
+from robustness_harness import cache as cache_mod
+from robustness_harness.cache import (
     Cache,
     atomic_write_bytes,
     atomic_write_json,
@@ -26,7 +26,7 @@ from harness.cache import (
     cache_key,
     sha256_file,
 )
-from harness.errors import CacheError
+from robustness_harness.errors import CacheError
 
 KIND = "ckpt"
 KEY = cache_key("model", 1)
@@ -123,7 +123,10 @@ def test_key_is_order_independent_property(obj: dict, rnd: random.Random) -> Non
 
 
 def test_key_is_stable_across_processes() -> None:
-    code = "from harness.cache import cache_key; print(cache_key({'b': 1, 'a': [0.1, 'é']}))"
+    code = (
+        "from robustness_harness.cache import cache_key; "
+        "print(cache_key({'b': 1, 'a': [0.1, 'é']}))"
+    )
     env = {**os.environ, "PYTHONHASHSEED": "123"}
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
@@ -344,7 +347,7 @@ def test_default_event_sink_is_logging(tmp_path: Path, caplog: pytest.LogCapture
     cache = Cache(tmp_path / "cache")
     entry, _ = cache.get_or_build(KIND, KEY, writer())
     _flip_byte(entry.path)
-    with caplog.at_level("WARNING", logger="harness.cache"):
+    with caplog.at_level("WARNING", logger="robustness_harness.cache"):
         assert cache.get(KIND, KEY) is None
     assert "was corrupt" in caplog.text
 

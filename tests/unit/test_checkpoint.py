@@ -13,25 +13,25 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torchvision.models import resnet18
 
-from harness.checkpoint import (
+from robustness_harness.checkpoint import (
     STRUCTURE_FILE,
     WEIGHTS_FILE,
     load_checkpoint,
     load_user_weights,
     save_checkpoint,
 )
-from harness.compress import CompressContext, finalize_pruning
-from harness.compress.prune import (
+from robustness_harness.compress import CompressContext, finalize_pruning
+from robustness_harness.compress.prune import (
     GlobalMagnitudeParams,
     L1FilterParams,
     global_magnitude,
     l1_filter,
 )
-from harness.compress.quantize import QuantizeParams, ptq_int8
-from harness.compress.structure import structure_of
-from harness.errors import CheckpointError
-from models.toydrive import build_toydrive_fcos
-from models.toysigns import build_toysigns_cnn
+from robustness_harness.compress.quantize import QuantizeParams, ptq_int8
+from robustness_harness.compress.structure import structure_of
+from robustness_harness.errors import CheckpointError
+from robustness_harness_models.toydrive import build_toydrive_fcos
+from robustness_harness_models.toysigns import build_toysigns_cnn
 
 
 @pytest.fixture(autouse=True)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 
-from harness.checks import metric_label
-from harness.spec.schema import CheckSpec
+from robustness_harness.checks import metric_label
+from robustness_harness.spec.schema import CheckSpec
 from tests.unit.builders import decided_outcome
 
 

@@ -12,8 +12,8 @@ import pytest
 import torch
 from PIL import Image
 
-from harness.data import CocoDetectionData, DetectionTorchDataset, collate_detection
-from harness.errors import DataError
+from robustness_harness.data import CocoDetectionData, DetectionTorchDataset, collate_detection
+from robustness_harness.errors import DataError
 
 
 def _doc() -> dict[str, Any]:

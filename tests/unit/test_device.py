@@ -7,7 +7,12 @@ import os
 import pytest
 import torch
 
-from fixtures.device import configure_worker, cpu_threads, pick_device, worker_index
+from robustness_harness_pytest.device import (
+    configure_worker,
+    cpu_threads,
+    pick_device,
+    worker_index,
+)
 
 
 @pytest.mark.parametrize(

@@ -10,14 +10,14 @@ from pydantic import ValidationError
 from torch import nn
 from torch.nn.utils import parametrize, prune
 
-from harness.compress import METHODS, CompressContext, finalize_pruning, model_sparsity
-from harness.compress.graph import prunable_layers, trace_plan
-from harness.compress.hydra import HydraParams, deeplift_scores, hydra, magnitude_scores
-from harness.compress.prune import effective_tensor
-from harness.data.classification import ClassificationData
-from harness.errors import HarnessError
-from harness.train.adversarial import AdversarialTraining
-from models.toydrive import build_toydrive_fcos
+from robustness_harness.compress import METHODS, CompressContext, finalize_pruning, model_sparsity
+from robustness_harness.compress.graph import prunable_layers, trace_plan
+from robustness_harness.compress.hydra import HydraParams, deeplift_scores, hydra, magnitude_scores
+from robustness_harness.compress.prune import effective_tensor
+from robustness_harness.data.classification import ClassificationData
+from robustness_harness.errors import HarnessError
+from robustness_harness.train.adversarial import AdversarialTraining
+from robustness_harness_models.toydrive import build_toydrive_fcos
 from tests.unit import compress_helpers as h
 
 # one torch thread for every test here, and a small toysigns training set per module

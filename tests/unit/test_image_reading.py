@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from harness.data.decoded import ENV_VAR, DecodedImages, budget_bytes
-from harness.errors import DataError, HarnessError
-from harness.evaluate import image_batches
+from robustness_harness.data.decoded import ENV_VAR, DecodedImages, budget_bytes
+from robustness_harness.errors import DataError, HarnessError
+from robustness_harness.evaluate import image_batches
 
 
 def _image(value: int, size: int = 8) -> np.ndarray:

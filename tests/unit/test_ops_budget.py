@@ -11,12 +11,12 @@ import torch_pruning as tp
 from pydantic import ValidationError
 from torch import nn
 
-from harness.compress import METHODS, CompressContext
-from harness.compress.graph import make_pruner, remove_slots, trace_plan
-from harness.compress.masks import OpsBudgetParams, OpsModel, layer_macs, ops_budget
-from harness.data.classification import ClassificationData
-from harness.errors import HarnessError
-from models.toydrive import build_toydrive_fcos
+from robustness_harness.compress import METHODS, CompressContext
+from robustness_harness.compress.graph import make_pruner, remove_slots, trace_plan
+from robustness_harness.compress.masks import OpsBudgetParams, OpsModel, layer_macs, ops_budget
+from robustness_harness.data.classification import ClassificationData
+from robustness_harness.errors import HarnessError
+from robustness_harness_models.toydrive import build_toydrive_fcos
 from tests.unit import compress_helpers as h
 
 WIDTHS = (32, 64, 128)
@@ -29,7 +29,8 @@ data = h.signs_data
 
 def macs(model: nn.Module, run: object) -> float:
     """Reference count: k_h·k_w·C_in/groups MACs per output element of every Conv,
-    in·out of every Linear, on one forward pass (independent of harness.compress.masks)."""
+    in·out of every Linear, on one forward pass (independent of
+    robustness_harness.compress.masks)."""
     total = [0.0]
 
     def hook(module: nn.Module, _inputs: object, out: torch.Tensor) -> None:

@@ -12,8 +12,8 @@ from torch import nn
 from torch.nn.utils import prune
 from torchvision.models import mobilenet_v3_small, resnet18
 
-from harness.compress import METHODS, CompressContext, count_parameters, finalize_pruning
-from harness.compress.prune import (
+from robustness_harness.compress import METHODS, CompressContext, count_parameters, finalize_pruning
+from robustness_harness.compress.prune import (
     GlobalMagnitudeParams,
     L1FilterParams,
     agp_sparsity,
@@ -22,10 +22,10 @@ from harness.compress.prune import (
     model_sparsity,
     prunable_layers,
 )
-from harness.errors import HarnessError
-from harness.spec._problems import SpecProblem
-from harness.spec.schema import validate_params
-from models.toydrive import build_toydrive_fcos
+from robustness_harness.errors import HarnessError
+from robustness_harness.spec._problems import SpecProblem
+from robustness_harness.spec.schema import validate_params
+from robustness_harness_models.toydrive import build_toydrive_fcos
 from tests.unit.compress_helpers import assert_round_trip
 
 

@@ -18,16 +18,21 @@ import pytest
 import torch
 from torch import nn
 
-from harness.checkpoint import STRUCTURE_FILE, WEIGHTS_FILE, load_user_weights, save_checkpoint
-from harness.compress import CompressContext
-from harness.compress.prune import (
+from robustness_harness.checkpoint import (
+    STRUCTURE_FILE,
+    WEIGHTS_FILE,
+    load_user_weights,
+    save_checkpoint,
+)
+from robustness_harness.compress import CompressContext
+from robustness_harness.compress.prune import (
     GlobalMagnitudeParams,
     L1FilterParams,
     global_magnitude,
     l1_filter,
 )
-from harness.compress.qstate import pack_int4, unpack_int4
-from harness.compress.quantize import (
+from robustness_harness.compress.qstate import pack_int4, unpack_int4
+from robustness_harness.compress.quantize import (
     QuantizedPart,
     QuantizeParams,
     int4_weight,
@@ -37,19 +42,19 @@ from harness.compress.quantize import (
     quantized_weights,
     split_quantize_steps,
 )
-from harness.data.classification import ClassificationData
-from harness.data.coco import CocoDetectionData
-from harness.data.toydrive import generate_toydrive
-from harness.errors import HarnessError
-from harness.metrics.context import ModelContext
-from harness.metrics.size import size_measures
-from harness.session import HarnessOptions, HarnessSession
-from harness.spec import CompressStep
-from harness.spec._problems import SpecProblem
-from harness.spec.loader import parse_suite
-from harness.spec.schema import parse_step
-from models.toydrive import WEIGHTS_FILE as TRAINED_FCOS
-from models.toydrive import build_toydrive_fcos
+from robustness_harness.data.classification import ClassificationData
+from robustness_harness.data.coco import CocoDetectionData
+from robustness_harness.data.toydrive import generate_toydrive
+from robustness_harness.errors import HarnessError
+from robustness_harness.metrics.context import ModelContext
+from robustness_harness.metrics.size import size_measures
+from robustness_harness.session import HarnessOptions, HarnessSession
+from robustness_harness.spec import CompressStep
+from robustness_harness.spec._problems import SpecProblem
+from robustness_harness.spec.loader import parse_suite
+from robustness_harness.spec.schema import parse_step
+from robustness_harness_models.toydrive import WEIGHTS_FILE as TRAINED_FCOS
+from robustness_harness_models.toydrive import build_toydrive_fcos
 from tests.unit.compress_helpers import assert_round_trip, cnn, images, signs
 
 METHODS = {"ptq_int8": ptq_int8, "int4_weight": int4_weight}
@@ -354,8 +359,8 @@ def test_schema_defaults() -> None:
 
 SUITE = """
 suite: q
-model: {{factory: "models.toysigns:build_toysigns_cnn", kwargs: {{widths: [8, 16, 32]}},
-        checkpoint: {weights}, task: classification}}
+model: {{factory: "robustness_harness_models.toysigns:build_toysigns_cnn",
+        kwargs: {{widths: [8, 16, 32]}}, checkpoint: {weights}, task: classification}}
 data: {{name: toysigns, params: {{n_train: 64, n_val: 24}}, split: val}}
 seed: 0
 baseline: dense

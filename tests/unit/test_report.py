@@ -15,10 +15,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from harness.checks import GateStatistics
-from harness.report import SCHEMA_PATH, jsonable, outcome_record, skipped_record, write_report
-from harness.spec import CheckSpec
-from harness.spec.thresholds import Interval
+from robustness_harness.checks import GateStatistics
+from robustness_harness.report import (
+    SCHEMA_PATH,
+    jsonable,
+    outcome_record,
+    skipped_record,
+    write_report,
+)
+from robustness_harness.spec import CheckSpec
+from robustness_harness.spec.thresholds import Interval
 from tests.unit.builders import decided_outcome
 
 STAMPS = {

@@ -5,13 +5,13 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from fixtures.resources import describe
+from robustness_harness_pytest.resources import describe
 
 # A fresh interpreter (whose peak may start at its parent's RSS on Linux) touches more
 # memory than that peak, so the new peak must exceed it.
 PROBE = """
 import numpy as np
-from fixtures.resources import peak_rss_mib
+from robustness_harness_pytest.resources import peak_rss_mib
 before, _ = peak_rss_mib()
 block = np.ones(int(before + 128) * 2**20 // 8)
 after, _ = peak_rss_mib()

@@ -8,8 +8,8 @@ from collections import Counter
 import pytest
 import torch
 
-from harness.train.finetune import TrainRecipe
-from harness.train.samplers import (
+from robustness_harness.train.finetune import TrainRecipe
+from robustness_harness.train.samplers import (
     SAMPLERS,
     ClassCounts,
     balancing,

@@ -9,10 +9,12 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from harness.data.toydrive import generate_toydrive
-from harness.errors import HarnessError
-from harness.session import HarnessOptions, HarnessSession
-from models.toydrive import build_toydrive_fcos
+from robustness_harness.data.toydrive import generate_toydrive
+from robustness_harness.errors import HarnessError
+from robustness_harness.session import HarnessOptions, HarnessSession
+from robustness_harness_models.toydrive import build_toydrive_fcos
+
+FCOS_FACTORY = "robustness_harness_models.toydrive:build_toydrive_fcos"
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +56,7 @@ def _session(tmp_path: Path) -> HarnessSession:
 def test_factory_and_pt_checkpoint_end_to_end(tmp_path: Path, coco_dir: dict[str, Path]) -> None:
     torch.manual_seed(0)
     torch.save(build_toydrive_fcos().state_dict(), tmp_path / "weights.pt")
-    model = '{factory: "models.toydrive:build_toydrive_fcos", checkpoint: weights.pt}'
+    model = f'{{factory: "{FCOS_FACTORY}", checkpoint: weights.pt}}'
     session = _session(tmp_path)
     suite = session.suite(_suite(tmp_path, coco_dir, model))
     outcome = session.run_check(suite, "sparse", "worst_class_ap")
@@ -110,7 +112,9 @@ def test_checkpoint_of_another_architecture(tmp_path: Path, coco_dir) -> None:
     from torchvision.models import resnet18
 
     torch.save(resnet18(weights=None, num_classes=7).state_dict(), tmp_path / "r18.pt")
-    model = '{factory: "models.toydrive:build_toydrive_fcos", checkpoint: r18.pt}'
+    model = (
+        '{factory: "robustness_harness_models.toydrive:build_toydrive_fcos", checkpoint: r18.pt}'
+    )
     session = _session(tmp_path)
     suite = session.suite(_suite(tmp_path, coco_dir, model))
     with pytest.raises(HarnessError, match=r"r18\.pt"):
@@ -134,7 +138,7 @@ def test_unknown_dataset_parameter_did_you_mean(tmp_path: Path) -> None:
 
 def test_empty_split_names_suite_field_and_existing_values(tmp_path: Path, coco_dir) -> None:
     torch.save(build_toydrive_fcos().state_dict(), tmp_path / "weights.pt")
-    model = '{factory: "models.toydrive:build_toydrive_fcos", checkpoint: weights.pt}'
+    model = f'{{factory: "{FCOS_FACTORY}", checkpoint: weights.pt}}'
     path = _suite(tmp_path, coco_dir, model)
     path.write_text(
         path.read_text().replace(
@@ -159,7 +163,7 @@ def test_variant_checkpoint_starts_from_other_weights(tmp_path: Path, coco_dir) 
             torch.save(state, tmp_path / name)
         else:
             save_file({k: v.contiguous() for k, v in state.items()}, tmp_path / name)
-    model = '{factory: "models.toydrive:build_toydrive_fcos", checkpoint: weights.pt}'
+    model = f'{{factory: "{FCOS_FACTORY}", checkpoint: weights.pt}}'
     extra = """  retrain: {checkpoint: retrained.safetensors}
   same: {checkpoint: weights.pt}
   retrain-pruned:
@@ -188,7 +192,7 @@ def test_variant_checkpoint_starts_from_other_weights(tmp_path: Path, coco_dir) 
 
 def test_variant_checkpoint_missing_names_the_field(tmp_path: Path, coco_dir) -> None:
     torch.save(build_toydrive_fcos().state_dict(), tmp_path / "weights.pt")
-    model = '{factory: "models.toydrive:build_toydrive_fcos", checkpoint: weights.pt}'
+    model = f'{{factory: "{FCOS_FACTORY}", checkpoint: weights.pt}}'
     path = _suite(tmp_path, coco_dir, model, "  retrain: {checkpoint: nowhere.pt}\n")
     with pytest.raises(HarnessError) as err:
         _session(tmp_path).suite(path)

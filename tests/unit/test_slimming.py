@@ -9,11 +9,11 @@ import torch
 from pydantic import ValidationError
 from torch import nn
 
-from harness.compress import METHODS, CompressContext, count_parameters
-from harness.compress.slimming import SlimmingParams, batch_norms, slimming
-from harness.data.classification import ClassificationData
-from harness.errors import HarnessError
-from models.toydrive import build_toydrive_fcos
+from robustness_harness.compress import METHODS, CompressContext, count_parameters
+from robustness_harness.compress.slimming import SlimmingParams, batch_norms, slimming
+from robustness_harness.data.classification import ClassificationData
+from robustness_harness.errors import HarnessError
+from robustness_harness_models.toydrive import build_toydrive_fcos
 from tests.unit import compress_helpers as h
 
 # one torch thread for every test here, and a small toysigns training set per module

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import HarnessError, SpecError, UnknownNameError
-from harness.spec import load_suite
+from robustness_harness.errors import HarnessError, SpecError, UnknownNameError
+from robustness_harness.spec import load_suite
 
 BAD_DIR = Path(__file__).resolve().parents[1] / "bad_inputs" / "spec"
 BAD_FILES = sorted(BAD_DIR.glob("*.yaml"))

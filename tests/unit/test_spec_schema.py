@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.errors import HarnessError, SpecError
-from harness.spec import (
+from robustness_harness.errors import HarnessError, SpecError
+from robustness_harness.spec import (
     CheckSpec,
     CompressStep,
     FinetuneSpec,
@@ -18,8 +18,8 @@ from harness.spec import (
     VariantSpec,
     parse_suite,
 )
-from harness.spec._problems import SpecProblem
-from harness.spec.schema import NOT_YET_KEYS, parse_number
+from robustness_harness.spec._problems import SpecProblem
+from robustness_harness.spec.schema import NOT_YET_KEYS, parse_number
 from tests.unit.builders import MINIMAL_SUITE
 
 

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from harness.errors import HarnessError
-from harness.spec import Decision, Thresholds, decide, reduce_per_class
-from harness.spec.thresholds import Interval, gated_quantities
+from robustness_harness.errors import HarnessError
+from robustness_harness.spec import Decision, Thresholds, decide, reduce_per_class
+from robustness_harness.spec.thresholds import Interval, gated_quantities
 
 NAN = math.nan
 

@@ -12,15 +12,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from harness.data import (
+from robustness_harness.data import (
     GENERATOR_VERSION,
     TOYDRIVE_CLASSES,
     CocoDetectionData,
     generate_toydrive,
     toydrive_dataset,
 )
-from harness.data.toydrive import MAX_OBJECTS, MAX_OCCLUDED
-from harness.errors import DataError
+from robustness_harness.data.toydrive import MAX_OBJECTS, MAX_OCCLUDED
+from robustness_harness.errors import DataError
 
 
 def _json(path: Path) -> dict[str, Any]:

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.cli import main
-from harness.data.classification import ClassificationData
-from harness.data.registry import toysigns_dataset, toysigns_dir
-from harness.data.toysigns import (
+from robustness_harness.cli import main
+from robustness_harness.data.classification import ClassificationData
+from robustness_harness.data.registry import toysigns_dataset, toysigns_dir
+from robustness_harness.data.toysigns import (
     FREQUENCY_ORDER,
     GENERATOR_VERSION,
     IMBALANCE,
@@ -19,7 +19,7 @@ from harness.data.toysigns import (
     class_counts,
     generate_toysigns,
 )
-from harness.errors import DataError
+from robustness_harness.errors import DataError
 
 N_TRAIN, N_VAL = 240, 60
 

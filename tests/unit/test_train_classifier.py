@@ -14,20 +14,24 @@ from safetensors.torch import load_file
 from torch import nn
 from torch.nn import functional as F
 
-from harness.cache import Cache
-from harness.data.classification import ClassificationData
-from harness.data.toysigns import TOYSIGNS_CLASSES, generate_toysigns
-from harness.errors import DataError
-from harness.train.classify import load_classification_set, random_affine, train_classifier
-from harness.train.finetune import TrainRecipe
-from harness.zoo import PretrainContext
-from models.torchvision_classifiers import (
+from robustness_harness.cache import Cache
+from robustness_harness.data.classification import ClassificationData
+from robustness_harness.data.toysigns import TOYSIGNS_CLASSES, generate_toysigns
+from robustness_harness.errors import DataError
+from robustness_harness.train.classify import (
+    load_classification_set,
+    random_affine,
+    train_classifier,
+)
+from robustness_harness.train.finetune import TrainRecipe
+from robustness_harness.zoo import PretrainContext
+from robustness_harness_models.torchvision_classifiers import (
     MOBILENET_V3_SMALL,
     RESNET18,
     mobilenet_v3_small,
     resnet18,
 )
-from models.toysigns import TOYSIGNS_CNN, build_toysigns_cnn
+from robustness_harness_models.toysigns import TOYSIGNS_CNN, build_toysigns_cnn
 
 RECIPE = TrainRecipe(epochs=6, lr=5e-3, batch_size=32, warmup_steps=5, hflip=False, seed=0)
 
@@ -164,7 +168,7 @@ def test_images_of_different_sizes_are_an_error(data: ClassificationData) -> Non
 
 
 def test_class_weighted_cross_entropy_is_the_papers_eq4() -> None:
-    from harness.train.classify import _step
+    from robustness_harness.train.classify import _step
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
