@@ -13,6 +13,7 @@ from typing import Any, Literal
 from torch import nn
 
 from robustness_harness.errors import HarnessError
+from robustness_harness.import_paths import ensure_importable, factory_search_path
 from robustness_harness.registry import Registry
 
 MODELS: Registry[Any] = Registry("model", group="robustness_harness.models")
@@ -48,16 +49,23 @@ def as_model_entry(obj: Any) -> ModelEntry:
 
 
 def import_factory(spec: str, *, file: str | None = None, field: str = "model.factory") -> Any:
-    """Import ``"pkg.mod:fn"``; import problems become errors naming the field."""
+    """Import ``"pkg.mod:fn"`` from the installed packages, pytest's ``pythonpath`` and
+    the current directory (``import_paths``); import problems become errors naming the
+    field."""
     module_name, _, attr = spec.partition(":")
+    folders = factory_search_path()
+    ensure_importable(folders)
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # any import-time failure of user code
+        where = ", ".join(str(f) for f in folders)
         raise HarnessError(
             f"cannot import module '{module_name}': {type(exc).__name__}: {exc}",
             file=file,
             field=field,
-            hint="check the module path and that it is importable (pip install -e, PYTHONPATH)",
+            hint=f"factories are imported from installed packages and from {where} (the "
+            "current directory and pytest's pythonpath ini setting); run from your "
+            "project's root, add its folder to pythonpath, or pip install -e it",
         ) from exc
     try:
         return getattr(module, attr)
