@@ -19,6 +19,9 @@ import torchattacks
 from torch import nn
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
+from robustness_harness.errors import CheckError
+from robustness_harness.evaluate import first_line
+
 ClassifierAttack = Literal["pgd", "fgsm"]
 
 _EVAL_DURING_ATTACK = (
@@ -143,15 +146,28 @@ def loss_mode(model: nn.Module) -> Iterator[None]:
 def detection_loss(
     model: nn.Module, images: Sequence[torch.Tensor], targets: Sequence[Mapping[str, torch.Tensor]]
 ) -> torch.Tensor:
-    """The sum of a torchvision detector's training losses (call inside ``loss_mode``)."""
-    losses = model(list(images), [dict(t) for t in targets])
+    """The sum of a torchvision detector's training losses (call inside ``loss_mode``);
+    ``CheckError`` when the detector raises ``TypeError`` or returns no loss dict."""
+    name = type(model).__name__
+    try:
+        losses = model(list(images), [dict(t) for t in targets])
+    except TypeError as err:
+        why = f"{name}.forward(images, targets) raised TypeError: {first_line(err)}"
+        raise _no_losses(why) from None
     if not isinstance(losses, Mapping) or not losses:
-        raise TypeError(
-            f"{type(model).__name__} returned {type(losses).__name__} in training mode; "
-            "pgd_map needs a torchvision-style detector that returns a dict of losses "
-            "when given targets"
-        )
+        raise _no_losses(f"{name} returned {type(losses).__name__} in training mode")
     return torch.stack([v.sum() for v in losses.values()]).sum()
+
+
+def _no_losses(what: str) -> CheckError:
+    """The one-line error of an attack on a detector without training losses."""
+    return CheckError(
+        "pgd_map needs a torchvision-style detector whose train-mode forward(images, "
+        f"targets) returns a loss dict; {what}",
+        field="metric",
+        hint="drop the check for this model via `apply:` (list only the variants it "
+        "gates) or remove it from the suite",
+    )
 
 
 def attack_detector(

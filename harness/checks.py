@@ -6,11 +6,12 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from os import PathLike
 from typing import TYPE_CHECKING, Any
 
 from robustness_harness.metrics.registry import MetricInfo
 from robustness_harness.spec import CheckSpec, Decision, Thresholds, decide, reduce_per_class
-from robustness_harness.spec.thresholds import Interval
+from robustness_harness.spec.thresholds import Interval, baseline_error, unusable_baseline
 
 if TYPE_CHECKING:
     from robustness_harness.stats import Anova, RunTest
@@ -234,6 +235,38 @@ def reduce_check(
     return Reduced(float(candidate), base_value, base_value, None)
 
 
+def check_baseline(
+    check: CheckSpec,
+    info: MetricInfo,
+    baseline: float | dict[str, float] | None,
+    *,
+    baseline_name: str,
+    file: str | PathLike[str] | None = None,
+    field_prefix: str | None = None,
+) -> None:
+    """Raise ``HarnessError`` when the check gates against a baseline value that proves
+    nothing: relative thresholds on a value of 0 or NaN, or ``worst_drop`` over classes
+    that are all 0 or NaN in the baseline (NaN classes beside others are skipped, as
+    ``reduce_per_class`` does). Absolute thresholds (``min``/``max``) are not affected."""
+    if baseline is None:
+        return
+    if isinstance(baseline, dict):
+        if check.reduce == "worst_drop":
+            values = [float(v) for v in baseline.values()]
+            if values and all(unusable_baseline(v) for v in values):
+                shown = 0.0 if 0.0 in values else math.nan
+                scope = f" in all {len(values)} classes"
+                err = baseline_error(
+                    shown, metric=check.metric, baseline_name=baseline_name, scope=scope
+                )
+                raise err.with_context(file=file, field_prefix=field_prefix)
+            return
+        baseline = reduce_per_class(baseline, None, check.reduce, info.higher_is_better)[0]
+    if Thresholds.from_check(check).needs_baseline and unusable_baseline(baseline):
+        err = baseline_error(baseline, metric=check.metric, baseline_name=baseline_name)
+        raise err.with_context(file=file, field_prefix=field_prefix)
+
+
 def decide_check(
     *,
     check: CheckSpec,
@@ -250,6 +283,11 @@ def decide_check(
     r = reduce_check(check, info, candidate, baseline)
     mode = check.decide if intervals else "point"
     decision = decide(
-        Thresholds.from_check(check), r.value, r.compare_to, intervals=intervals, mode=mode
+        Thresholds.from_check(check),
+        r.value,
+        r.compare_to,
+        intervals=intervals,
+        mode=mode,
+        metric=check.metric,
     )
     return r.value, r.baseline_value, decision, r.worst_class

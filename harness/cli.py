@@ -12,6 +12,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from robustness_harness.cache import Cache
 from robustness_harness.errors import HarnessError
@@ -31,9 +32,11 @@ def _suite_files(paths: Sequence[str]) -> list[Path]:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    """Schema-check suite files; print one line per file."""
+    """Schema-check suite files (``--deep``: also the preflight); one line per file or
+    problem."""
     from robustness_harness.spec import load_suite
 
+    session = _deep_session(args) if args.deep else None
     bad = 0
     for path in _suite_files(args.suites):
         try:
@@ -42,10 +45,35 @@ def cmd_validate(args: argparse.Namespace) -> int:
             bad += 1
             print(f"INVALID {err}")
             continue
+        if session is not None:
+            problems = _preflight(session, path)
+            if problems:
+                bad += 1
+                for line in problems:
+                    print(f"INVALID {line}")
+                continue
         spec = suite.spec
         gates = len(spec.items())
-        print(f"ok      {path}: '{spec.suite}', {len(spec.variants)} variants, {gates} gates")
+        deep = " (deep: model, weights, images, one batch, compression steps)" if args.deep else ""
+        print(f"ok      {path}: '{spec.suite}', {len(spec.variants)} variants, {gates} gates{deep}")
     return 1 if bad else 0
+
+
+def _deep_session(args: argparse.Namespace) -> Any:
+    """A CPU session for the preflight, with the cache and data options of a run."""
+    from robustness_harness.session import HarnessOptions, HarnessSession
+
+    options = HarnessOptions(cache_dir=args.cache, device="cpu", data_root=args.data_root)
+    return HarnessSession(options, progress=lambda _line: None)
+
+
+def _preflight(session: Any, path: Path) -> list[str]:
+    from robustness_harness.preflight import preflight
+
+    try:
+        return preflight(session, session.suite(path))
+    except HarnessError as err:
+        return [str(err)]
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -134,6 +162,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     validate = sub.add_parser("validate", help="check suite files against the schema")
     validate.add_argument("suites", nargs="+", help="suite files or directories")
+    validate.add_argument(
+        "--deep",
+        action="store_true",
+        help="also import factories, load checkpoints, open every image, run one batch "
+        "and dry-run every compression step (seconds; builds nothing)",
+    )
+    validate.add_argument("--cache", default=None, help="with --deep: as pytest --harness-cache")
+    validate.add_argument(
+        "--data-root", default=None, help="with --deep: as pytest --harness-data-root"
+    )
     validate.set_defaults(fn=cmd_validate)
     show = sub.add_parser(
         "show", help="the plan of a suite: variants, recipes, checks, cached checkpoints"

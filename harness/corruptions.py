@@ -42,6 +42,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from robustness_harness.errors import CheckError
+
 if TYPE_CHECKING:
     from robustness_harness.cache import Cache
     from robustness_harness.spec._problems import SpecProblem
@@ -61,6 +63,7 @@ __all__ = [
     "corruption_seed",
     "family_of",
     "imagecorruptions_version",
+    "require_corruptible",
     "resolve_corruptions",
     "shutdown_workers",
 ]
@@ -424,13 +427,32 @@ def corrupt_many(
     workers = min(_cpus(), len(plan)) if workers is None else workers
     results: dict[Job, Images] = {job: {} for job in jobs}
     report = _Progress(len(ids) * len(jobs), progress)
-    chunks = _chunks(plan, load_image, seed)
+    names = list(dict.fromkeys(name for name, _ in jobs))
+    chunks = _chunks(plan, lambda i: require_corruptible(load_image(i), i, names), seed)
     if workers <= 1 or len(plan) <= 1:
         for chunk in chunks:
             _collect(results, chunk, _corrupt_chunk(chunk), report)
     else:
         _run_pool(chunks, workers, results, report)
     return {job: {i: results[job][i] for i in ids} for job in jobs}
+
+
+def require_corruptible(image: np.ndarray, image_id: int, names: Sequence[str]) -> np.ndarray:
+    """``image``, or a one-line ``CheckError`` (field ``corruptions``) when a side is under
+    32 px: imagecorruptions refuses such images in every corruption, and the error would
+    otherwise surface as a traceback from a worker process."""
+    shape = getattr(image, "shape", ())
+    if len(shape) < 2 or min(shape[:2]) >= _MIN_SIDE:
+        return image
+    many = len(names) != 1
+    raise CheckError(
+        f"image {image_id} is {shape[1]}x{shape[0]} px, but corruption{'s' * many} "
+        f"{', '.join(names)} need{'' if many else 's'} at least {_MIN_SIDE} px per side "
+        "(imagecorruptions)",
+        field="corruptions",
+        hint=f"resize the images with data.transform (e.g. {{resize: {_MIN_SIDE}}}), or drop "
+        f"this check's corruptions: every imagecorruptions corruption needs {_MIN_SIDE} px",
+    )
 
 
 def _cpus() -> int:

@@ -65,3 +65,18 @@ class CheckpointError(HarnessError):
 
 class CacheError(HarnessError):
     """The cache cannot be used: unwritable directory, unreadable entry."""
+
+
+class ModelOutputError(HarnessError):
+    """A model's output breaks its contract (DESIGN §11): wrong type, box format, labels."""
+
+
+class ModelInputError(HarnessError):
+    """A model cannot take the data's images (DESIGN §11): e.g. a layer sized for another
+    resolution fails on the first batch."""
+
+
+class CheckError(HarnessError):
+    """A check cannot run on this model or data (its corruptions need bigger images, its
+    attack needs training losses). ``field`` is relative to the check (``corruptions``,
+    ``metric``) until ``measure`` locates it under ``checks.<name>`` in the suite file."""

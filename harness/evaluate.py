@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from torch import nn
 
+from robustness_harness.contract import check_detector_outputs
+from robustness_harness.data.labels import NO_CATEGORY, LabelSpace
+from robustness_harness.errors import ModelInputError, ModelOutputError
+from robustness_harness.input_contract import first_detector_outputs, stack_images
 from robustness_harness.predictions import ClassPredictions, DetectionPredictions, Detections
 
 
@@ -17,10 +23,9 @@ class LabelledImages(Protocol):
     """What inference needs of a dataset (``robustness_harness.data.CocoDetectionData`` fits)."""
 
     image_ids: list[int]
+    label_space: LabelSpace
 
     def load_image(self, image_id: int) -> np.ndarray: ...
-
-    def category_of(self, label: int) -> int: ...
 
 
 def image_batches(
@@ -60,13 +65,15 @@ def predict_detections(
     """Run ``model`` (eval mode, ``inference_mode``) over the images of ``data``.
 
     ``load(image_id)`` gives each uint8 HWC image (default ``data.load_image``; corrupted
-    images come this way). Labels are mapped back to COCO category ids.
+    images come this way). Labels are mapped to COCO category ids by
+    ``data.label_space``. The output contract is checked on the first batch (and on
+    later ones until one holds a detection): ``ModelOutputError`` names the mistake.
     """
     ids = list(data.image_ids if image_ids is None else image_ids)
     device = torch.device(device)
     model.to(device).eval()
     by_image: dict[int, Detections] = {}
-    label_to_cat = np.vectorize(data.category_of, otypes=[np.int64])
+    checked = False
     with torch.inference_mode():
         for chunk, arrays in image_batches(ids, batch_size, load or data.load_image):
             images = [
@@ -76,8 +83,16 @@ def predict_detections(
                 .div_(255.0)
                 for array in arrays
             ]
-            for image_id, out in zip(chunk, model(images), strict=True):
-                by_image[image_id] = to_detections(out, label_to_cat)
+            if by_image:
+                outputs = forward(model, images, data, first=False)
+            else:  # a classifier declared a detector is named as such
+                call = functools.partial(forward, model, data=data, first=True)
+                outputs = first_detector_outputs(model, images, call)
+            if not checked:
+                sizes = [(int(im.shape[1]), int(im.shape[2])) for im in images]
+                checked = check_detector_outputs(outputs, sizes, data.label_space) > 0
+            for image_id, out in zip(chunk, outputs, strict=True):
+                by_image[image_id] = to_detections(out, data.label_space)
             if progress is not None:
                 progress(len(by_image), len(ids))
     return DetectionPredictions(by_image)
@@ -104,27 +119,94 @@ def predict_classes(
     model.to(device).eval()
     rows: list[np.ndarray] = []
     with torch.inference_mode():
-        for _, arrays in image_batches(ids, batch_size, load or data.load_image):
-            batch = torch.from_numpy(np.ascontiguousarray(np.stack(arrays)))
-            batch = batch.permute(0, 3, 1, 2).to(device, torch.float32).div_(255.0)
-            rows.append(model(batch).float().cpu().numpy())
+        for chunk, arrays in image_batches(ids, batch_size, load or data.load_image):
+            paths = [_image_path(data, image_id) for image_id in chunk]
+            batch = _to(stack_images(model, arrays, paths), device)
+            rows.append(forward(model, batch, data, first=not rows).float().cpu().numpy())
             if progress is not None:
                 progress(sum(len(r) for r in rows), len(ids))
     logits = np.concatenate(rows) if rows else np.zeros((0, 0), np.float32)
     return ClassPredictions(ids, logits.astype(np.float32))
 
 
-def to_detections(out: dict[str, torch.Tensor], label_to_cat: Callable) -> Detections:
+def forward(
+    model: nn.Module, batch: torch.Tensor | list[torch.Tensor], data: object, *, first: bool
+) -> Any:
+    """``model(batch)``; on the ``first`` batch a ``RuntimeError`` (e.g. a layer sized for
+    another image size) becomes a one-line ``ModelInputError`` naming the batch shape."""
+    if not first:
+        return model(batch)
+    try:
+        return model(batch)
+    except torch.OutOfMemoryError:
+        raise
+    except RuntimeError as err:
+        raise ModelInputError(
+            f"model failed on a batch of shape {batch_shape(batch)} from data {data!r}: "
+            f"{first_line(err)}",
+            field="model",
+            hint="set model.input.size or data.transform to the image size the model takes",
+        ) from None
+
+
+def batch_shape(batch: torch.Tensor | list[torch.Tensor]) -> str:
+    """``(B, 3, H, W)`` of a batch tensor, or of a list of same-size CHW images."""
+    if isinstance(batch, torch.Tensor):
+        return str(tuple(batch.shape))
+    shapes = list(dict.fromkeys(tuple(t.shape) for t in batch))
+    if len(shapes) == 1:
+        return str((len(batch), *shapes[0]))
+    return f"{len(batch)} images of shapes {', '.join(map(str, shapes))}"
+
+
+def first_line(err: BaseException) -> str:
+    """The first non-empty line of an exception's message (its type name if none)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[0] if lines else type(err).__name__
+
+
+def to_detections(out: dict[str, torch.Tensor], labels: LabelSpace) -> Detections:
     """One image's model output → Detections with COCO category ids.
 
-    Label 0 is the background slot of torchvision detectors; sigmoid heads (FCOS,
-    RetinaNet) can still emit it, so those detections are dropped.
+    Detections whose label names no category of the data are dropped: label 0 (the
+    background slot of torchvision detectors, which sigmoid heads such as FCOS and
+    RetinaNet can still emit) and, for ``category_id`` labels, ids the data lack (COCO
+    evaluation over the ground truth's categories ignores them too). A label no model
+    of the space can emit (above K for ``index``, negative) is a ``ModelOutputError``.
     """
-    labels = out["labels"].cpu().numpy()
-    keep = labels > 0
-    labels = labels[keep]
+    raw = out["labels"].cpu().numpy()
+    impossible = labels.impossible(raw)
+    if impossible.any():
+        raise ModelOutputError(
+            f"the detector returned label {int(raw[impossible][0])}, outside "
+            f"{_label_range(labels)} (model.labels: {labels.kind})",
+            field="model",
+            hint=f"build the model with num_classes = {labels.num_classes}, or set model.labels",
+        )
+    categories = labels.categories(raw)
+    keep = categories != NO_CATEGORY
     return Detections(
         boxes=out["boxes"].cpu().numpy()[keep].astype(np.float32),
         scores=out["scores"].cpu().numpy()[keep].astype(np.float32),
-        category_ids=label_to_cat(labels) if len(labels) else labels.astype(np.int64),
+        category_ids=categories[keep],
     )
+
+
+def _label_range(labels: LabelSpace) -> str:
+    """``0..K`` for ``index`` labels, ``ids >= 0`` for category ids."""
+    return f"0..{len(labels.category_ids)}" if labels.kind == "index" else "ids >= 0"
+
+
+def _image_path(data: object, image_id: int) -> Path | None:
+    """The file of ``image_id`` when ``data`` knows it (for error messages)."""
+    image_path = getattr(data, "image_path", None)
+    return image_path(image_id) if callable(image_path) else None
+
+
+def _to(
+    batch: torch.Tensor | list[torch.Tensor], device: torch.device
+) -> torch.Tensor | list[torch.Tensor]:
+    """A batch tensor or a list of images on ``device``."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device)
+    return [image.to(device) for image in batch]

@@ -7,11 +7,12 @@ baseline pair, the model itself, or a grid of clean and corrupted scores. With
 
 from __future__ import annotations
 
+import functools
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import torch
@@ -23,10 +24,11 @@ from robustness_harness.checks import (
     CheckSkipped,
     GateStatistics,
     Reduced,
+    check_baseline,
     decide_check,
     reduce_check,
 )
-from robustness_harness.errors import HarnessError
+from robustness_harness.errors import CheckError, HarnessError
 from robustness_harness.metrics import METRICS, MetricInfo, MetricResult
 from robustness_harness.metrics.context import CorruptionGrid, ModelContext
 from robustness_harness.predictions import Predictions
@@ -40,6 +42,7 @@ if TYPE_CHECKING:
     from robustness_harness.stats import Anova, BootstrapResult
 
 Job = tuple[str, int]
+T = TypeVar("T")
 DEFAULT_SEVERITIES = (1, 2, 3, 4, 5)
 
 
@@ -89,25 +92,49 @@ def metric_inputs(
 ) -> tuple[Any, ...]:
     """A prediction metric's positional inputs: ``(preds, data)``, or ``(preds,
     baseline_preds, data)`` for a ``pair`` metric."""
-    preds = session.predictions(suite, variant).subset(data.image_ids)
+    preds = session.predictions_on(suite, variant, data)
     if info.inputs == "pair":
-        base = session.predictions(suite, suite.spec.baseline).subset(data.image_ids)
+        base = session.predictions_on(suite, suite.spec.baseline, data)
         return preds, base, data
     return preds, data
 
 
+def located(fn: Callable[[HarnessSession, Suite, str, str], T]) -> Callable[..., T]:
+    """``fn(session, suite, variant, check_name)`` with its errors located in the suite
+    file: a ``CheckError`` under ``checks.<check_name>``, any other ``HarnessError``
+    that names no file in the suite file."""
+
+    @functools.wraps(fn)
+    def run(session: HarnessSession, suite: Suite, variant: str, check_name: str) -> T:
+        try:
+            return fn(session, suite, variant, check_name)
+        except HarnessError as err:
+            if err.file is not None:
+                raise
+            prefix = f"checks.{check_name}" if isinstance(err, CheckError) else None
+            raise err.with_context(file=suite.path, field_prefix=prefix) from err
+
+    return run
+
+
+@located
 def run_check(session: HarnessSession, suite: Suite, variant: str, check_name: str) -> CheckOutcome:
     """Evaluate one gate: candidate and baseline values (means over a variant's runs),
     reduction, statistics (``confidence``, ``runs_test``, ``anova``) and decision."""
     spec = suite.spec
     check = spec.checks[check_name]
     info = METRICS.get(check.metric)
-    cand = measure_runs(session, suite, variant, check_name)
-    base = None
-    if variant != spec.baseline and not info.compares_with_baseline:
+    base: list[Measurement] | None = None
+    if pairs_with_baseline(suite, variant, check, info):
+        cand, base = measure_paired_runs(session, suite, variant, check_name)
+    else:
+        cand = measure_runs(session, suite, variant, check_name)
+    if base is None and variant != spec.baseline and not info.compares_with_baseline:
         base = measure_runs(session, suite, spec.baseline, check_name)
     cand_value = mean_value([m.value for m in cand])
     base_value = None if base is None else mean_value([m.value for m in base])
+    where = {"file": suite.path, "field_prefix": f"checks.{check_name}"}
+    check_baseline(check, info, base_value, baseline_name=spec.baseline, **where)
     stats = gate_statistics(session, suite, variant, check_name, cand, base)
     value, baseline_value, decision, worst = decide_check(
         check=check,
@@ -152,6 +179,37 @@ def measure_runs(
     return [
         measure(session, *session.run_variant(suite, variant, r), check_name) for r in range(runs)
     ]
+
+
+def pairs_with_baseline(suite: Suite, variant: str, check: CheckSpec, info: MetricInfo) -> bool:
+    """Whether ``variant`` and the baseline are measured together (``info.paired``, e.g.
+    latency in alternating rounds): a non-baseline variant, thresholds relative to it."""
+    return (
+        info.paired is not None
+        and variant != suite.spec.baseline
+        and Thresholds.from_check(check).needs_baseline
+    )
+
+
+def measure_paired_runs(
+    session: HarnessSession, suite: Suite, variant: str, check_name: str
+) -> tuple[list[Measurement], list[Measurement]]:
+    """Each run of ``variant`` measured together with the baseline run of the same seed
+    (run 0 when the baseline runs fewer times): ``(candidate, baseline)`` per run."""
+    spec = suite.spec
+    check = spec.checks[check_name]
+    info = METRICS.get(check.metric)
+    data = check_data(session, suite, check_name)
+    cand: list[Measurement] = []
+    base: list[Measurement] = []
+    for r in range(spec.variants[variant].runs):
+        run_suite, run_variant = session.run_variant(suite, variant, r)
+        base_run = r if r < spec.variants[spec.baseline].runs else 0
+        run_suite, run_base = session.run_variant(run_suite, spec.baseline, base_run)
+        c, b = _paired_model_metric(session, run_suite, (run_variant, run_base), check, info, data)
+        cand.append(c)
+        base.append(b)
+    return cand, base
 
 
 def mean_value(values: Sequence[float | dict[str, float]]) -> float | dict[str, float]:
@@ -371,7 +429,7 @@ def corruption_grid(
         return session.memo[memo_key]
     primary = METRICS.get(session.task(suite).primary_metric)
     values = _corrupted_scores(session, suite, variant, data, jobs, primary)
-    clean_preds = session.predictions(suite, variant).subset(data.image_ids)
+    clean_preds = session.predictions_on(suite, variant, data)
     clean = float(primary(clean_preds, data).value)  # type: ignore[arg-type]
     baseline = None
     if variant != suite.spec.baseline:
@@ -464,6 +522,55 @@ def check_device(session: HarnessSession, check: CheckSpec) -> torch.device:
     return device
 
 
+def _quantized_on_cpu(device: torch.device, quantized: bool) -> tuple[torch.device, str]:
+    """The device a model metric runs on and a note: a quantized model runs on the CPU
+    (quantized kernels are CPU-only)."""
+    if quantized and device.type != "cpu":
+        return torch.device("cpu"), f"quantized model evaluated on CPU (not {device})"
+    return device, ""
+
+
+def _paired_model_metric(
+    session: HarnessSession,
+    suite: Suite,
+    variants: tuple[str, str],
+    check: CheckSpec,
+    info: MetricInfo,
+    data: Any,
+) -> tuple[Measurement, Measurement]:
+    """``info.paired`` of ``(candidate, baseline)`` variants, both models on one device
+    (the CPU when either is quantized); never cached (it is a measurement of now)."""
+    assert info.paired is not None
+    cand_name, base_name = variants
+    twins = [session.float_twin(suite, v) for v in variants]  # before loading: twins evict
+    quantized = any(t is not None for t in twins)
+    device, note = _quantized_on_cpu(check_device(session, check), quantized)
+    loaded = session.loaded(suite, cand_name)
+    base_model = session.model(suite, base_name)
+    start = time.perf_counter()
+    ctx = ModelContext(
+        model=loaded.model.to(device),
+        data=data,
+        device=device,
+        task=session.task(suite).name,
+        seed=session.eval_seed(suite),
+        checkpoint_dir=loaded.meta.get("dir"),
+        baseline_model=lambda: base_model.to(device),
+        float_model=None if twins[0] is None else twins[0].to(device),
+        progress=session.progress,
+    )
+    try:
+        cand, base = info.paired(ctx, **check.params)
+    finally:
+        for model in (loaded.model, base_model, *(t for t in twins if t is not None)):
+            model.to(session.device)
+    session.progress(
+        f"measured {info.name} of {suite.spec.suite}/{cand_name} with {base_name} on "
+        f"{len(data)} images in {time.perf_counter() - start:.1f}s"
+    )
+    return _wrap(cand, len(data), note), _wrap(base, len(data), note)
+
+
 def _model_metric(
     session: HarnessSession,
     suite: Suite,
@@ -475,10 +582,7 @@ def _model_metric(
     device = check_device(session, check)
     twin = session.float_twin(suite, variant)  # before loaded(): loading the twin evicts
     loaded = session.loaded(suite, variant)
-    note = ""
-    if twin is not None and device.type != "cpu":  # quantized kernels are CPU-only
-        note = f"quantized model evaluated on CPU (not {device})"
-        device = torch.device("cpu")
+    device, note = _quantized_on_cpu(device, twin is not None)
     key = cache_key(
         "value",
         info.name,

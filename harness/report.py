@@ -24,7 +24,12 @@ from robustness_harness.versions import git_commit, stamps
 
 FORMAT = 1
 SCHEMA_PATH = Path(__file__).with_name("results.schema.json")
-STATUSES = ("passed", "failed", "skipped")
+STATUSES = ("passed", "failed", "error", "skipped")
+"""A gate's ``status``: ``error`` when it could not be measured (an exception, a variant
+that failed to build, a suite file that failed to load, an error in setup/teardown)."""
+PYTEST_CATEGORIES = ("passed", "failed", "error", "skipped")
+"""pytest's own counts (``error`` is its setup/teardown/collection errors); results.json's
+``counts`` equal pytest's summary line."""
 
 
 def jsonable(obj: Any) -> Any:
@@ -92,17 +97,108 @@ def outcome_record(
     return jsonable(record)
 
 
-def skipped_record(suite: str, variant: str, check: str, metric: str, reason: str) -> dict:
-    """The record of a gate that could not run here (e.g. a CUDA check without a GPU)."""
-    return {
+def gate_record(
+    suite: str,
+    variant: str,
+    check: str,
+    metric: str | None,
+    *,
+    status: str,
+    message: str,
+    phase: str,
+) -> dict[str, Any]:
+    """The record of a gate that produced no value: it errored (``status="error"``) or
+    was skipped in ``phase`` (``setup``, ``call`` or ``teardown``); ``message`` is one line.
+    ``metric`` is None only when unknown (a gate whose xdist worker crashed)."""
+    record: dict[str, Any] = {
         "suite": suite,
         "variant": variant,
         "check": check,
         "metric": metric,
-        "status": "skipped",
-        "skip_reason": reason,
+        "status": status,
+        "phase": phase,
+        "message": one_line(message),
         "value": None,
     }
+    if status == "skipped":
+        record["skip_reason"] = record["message"]
+    return record
+
+
+def skipped_record(suite: str, variant: str, check: str, metric: str, reason: str) -> dict:
+    """The record of a gate that could not run here (e.g. a CUDA check without a GPU)."""
+    return gate_record(
+        suite, variant, check, metric, status="skipped", message=reason, phase="call"
+    )
+
+
+def collection_record(nodeid: str, message: str, *, status: str = "error") -> dict[str, Any]:
+    """The record of a suite file that failed to load (or was skipped whole): it names
+    the file (``nodeid``, also as ``suite``), with no variant, check or metric."""
+    record: dict[str, Any] = {
+        "nodeid": nodeid,
+        "suite": nodeid,
+        "variant": None,
+        "check": None,
+        "metric": None,
+        "status": status,
+        "phase": "collect",
+        "message": one_line(message),
+        "value": None,
+    }
+    if status == "skipped":
+        record["skip_reason"] = record["message"]
+    return record
+
+
+def one_line(text: str) -> str:
+    """``text`` on one line: runs of whitespace, newlines included, become one space."""
+    return " ".join(str(text).split())
+
+
+def error_message(exc: BaseException) -> str:
+    """The one-line message of a gate that raised ``exc``: a ``HarnessError``'s own text,
+    else ``ExcType: <first line of the exception's text>`` (never a traceback)."""
+    if isinstance(exc, HarnessError):
+        return one_line(str(exc))
+    first = error_line(str(exc))
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def error_line(text: str) -> str:
+    """The first non-blank line of ``text``, on one line (``""`` when all blank)."""
+    return one_line(next((line for line in text.splitlines() if line.strip()), ""))
+
+
+def pytest_counts(records: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """How many tests pytest counts in each category (``passed``, ``failed``, ``error``,
+    ``skipped``, ...) for ``records``: their ``outcomes``, one per pytest report that
+    counted (a gate that passed and then errored in teardown counts twice, as pytest
+    does). A record without ``outcomes`` counts once: an error in ``call`` as ``failed``
+    (pytest's word for an exception in a test), other errors as ``error``."""
+    counts = dict.fromkeys(PYTEST_CATEGORIES, 0)
+    for record in records:
+        for outcome in record.get("outcomes") or [_default_outcome(record)]:
+            counts[outcome] = counts.get(outcome, 0) + 1
+    return counts
+
+
+def _default_outcome(record: Mapping[str, Any]) -> str:
+    status = str(record.get("status"))
+    if status == "error" and record.get("phase", "call") == "call":
+        return "failed"
+    return status
+
+
+def describe_counts(counts: Mapping[str, int], *, zeros: bool = True) -> str:
+    """``2 passed, 1 failed, 3 errors, 0 skipped`` (pytest's words); ``zeros=False``
+    leaves out empty categories, as pytest's own summary line does."""
+    parts = [
+        f"{n} {'errors' if word == 'error' and n != 1 else word}"
+        for word, n in counts.items()
+        if n or zeros
+    ]
+    return ", ".join(parts) or "nothing"
 
 
 def _ci(outcome: CheckOutcome) -> dict[str, dict[str, float]] | None:
@@ -118,20 +214,25 @@ def _ci(outcome: CheckOutcome) -> dict[str, dict[str, float]] | None:
 
 
 def results_document(records: Sequence[Mapping[str, Any]], *, started: str) -> dict[str, Any]:
-    """The ``results.json`` document: run stamps, counts and the records sorted by
+    """The ``results.json`` document: run stamps, the gates per status (``summary``),
+    pytest's counts of the same run (``counts``) and the records sorted by
     (suite, variant, check)."""
-    items = sorted(
-        (jsonable(r) for r in records), key=lambda r: (r["suite"], r["variant"], r["check"])
-    )
-    counts = {s: sum(r.get("status") == s for r in items) for s in STATUSES}
+    items = sorted((jsonable(r) for r in records), key=_order)
+    statuses = {s: sum(r.get("status") == s for r in items) for s in STATUSES}
     return {
         "format": FORMAT,
         "started": started,
         "finished": _now(),
         "stamps": {**stamps(), "git_commit": git_commit()},
-        "summary": {"total": len(items), **counts},
+        "summary": {"total": len(items), **statuses},
+        "counts": pytest_counts(items),
         "items": items,
     }
+
+
+def _order(record: Mapping[str, Any]) -> tuple[str, str, str]:
+    """Sort key: (suite, variant, check); a suite file that failed to load has neither."""
+    return (record["suite"], record.get("variant") or "", record.get("check") or "")
 
 
 def write_report(
@@ -167,6 +268,7 @@ table{border-collapse:collapse;font-size:13px;margin-bottom:20px}
 th,td{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}
 th{background:#f0f0f0} td.num{text-align:right;font-variant-numeric:tabular-nums}
 .passed{background:#d9f2d9}.failed{background:#f8d0d0}.skipped{background:#eee}
+.error{background:#f4a259;font-weight:bold}
 figure{display:inline-block;margin:8px;vertical-align:top}
 figcaption{font-size:12px;color:#555;max-width:640px} img{max-width:100%}
 pre{margin:0;white-space:pre-wrap;font-size:12px}
@@ -189,8 +291,8 @@ def render_html(doc: Mapping[str, Any]) -> str:
         f"<style>{_CSS}</style></head><body>",
         "<h1>robustness-harness report</h1>",
         f"<p>{esc(doc['finished'])} · {esc(stamp_text)}</p>",
-        f"<p><b>{s['total']}</b> gates: {s['passed']} passed, {s['failed']} failed, "
-        f"{s['skipped']} skipped</p>",
+        f"<p><b>{s['total']}</b> gates: {esc(describe_counts({k: s[k] for k in STATUSES}))}"
+        f" (as pytest counts them: {esc(describe_counts(doc['counts'], zeros=False))})</p>",
         _table(items),
         "<h2>Plots</h2>",
     ]
@@ -219,8 +321,8 @@ def _table(items: Iterable[Mapping[str, Any]]) -> str:
         ci = r.get("ci") or {}
         cells = [
             r["suite"],
-            r["variant"],
-            r["check"],
+            r.get("variant") or "",
+            r.get("check") or "",
             _num(r.get("value")),
             _num(r.get("baseline_value")),
             "recorded" if snap.get("recorded") else _num(snap.get("value")),
@@ -233,7 +335,7 @@ def _table(items: Iterable[Mapping[str, Any]]) -> str:
             else f"<td>{html.escape(c)}</td>"
             for i, c in enumerate(cells)
         )
-        message = r.get("skip_reason") or ("" if status == "passed" else r.get("message", ""))
+        message = "" if status == "passed" else r.get("message") or r.get("skip_reason", "")
         rows.append(
             f"<tr>{tds}<td class='{status}'>{status.upper()}</td>"
             f"<td class='num'>{_num(r.get('duration_s'), 2)}</td>"

@@ -26,9 +26,13 @@ from robustness_harness.compress import finalize_pruning
 from robustness_harness.compress.prune import count_parameters
 from robustness_harness.compress.quantize import parameter_counts, split_quantize_steps
 from robustness_harness.compress.registry import METHODS, CompressContext
-from robustness_harness.errors import HarnessError
+from robustness_harness.data.classification import ClassificationData
+from robustness_harness.data.coco import CocoDetectionData
+from robustness_harness.errors import HarnessError, ModelOutputError
+from robustness_harness.input_contract import inner_model, wrap
 from robustness_harness.predictions import Predictions, load_predictions
-from robustness_harness.spec import FinetuneSpec, Suite, load_suite
+from robustness_harness.sources import source_digest, source_roots
+from robustness_harness.spec import FinetuneSpec, ModelSpec, Suite, load_suite
 from robustness_harness.spec.loader import canonical_json
 from robustness_harness.tasks import TASKS, TaskOps
 from robustness_harness.train.finetune import TrainRecipe
@@ -108,6 +112,7 @@ class HarnessSession:
         self._keys: dict[tuple[Path, str], str] = {}
         self._base_keys: dict[tuple[Path, str | None], str] = {}
         self._predictions: dict[str, Predictions] = {}
+        self._sources: dict[Path, str] = {}
         self._rebuilt: set[str] = set()
         self.memo: dict[Any, Any] = {}
 
@@ -146,17 +151,29 @@ class HarnessSession:
         return TASKS[suite.spec.model.resolved_task]
 
     def dataset(self, suite: Suite, role: str = "eval") -> Any:
-        """The evaluation (``role="eval"``) or fine-tuning (``"train"``) data, limited by
-        ``--harness-limit`` (``CocoDetectionData`` or ``ClassificationData``)."""
+        """The evaluation (``role="eval"``), fine-tuning (``"train"``) or quantization
+        calibration (``"calibration"``: ``data.calibration``, else the training set) data,
+        limited by ``--harness-limit`` (``CocoDetectionData`` or ``ClassificationData``).
+        Detection data are in the ``model.labels`` label space (training targets too)."""
         memo = (suite.path, role)
         if memo not in self._datasets:
-            self._datasets[memo] = self._load_dataset(suite, role).limit(self.options.limit)
+            data = self._load_dataset(suite, role).limit(self.options.limit)
+            if isinstance(data, CocoDetectionData):
+                data = data.with_labels(suite.spec.model.labels)
+            transform = suite.spec.data.transform
+            if transform is not None and isinstance(data, ClassificationData):
+                data = data.with_transform(transform.image_transform())
+            self._datasets[memo] = data
         return self._datasets[memo]
 
     def _load_dataset(self, suite: Suite, role: str) -> Any:
         data = suite.spec.data
         file = str(suite.path)
         ops = self.task(suite)
+        if role == "calibration":
+            if data.calibration is None:
+                return self.dataset(suite, "train")
+            return self._load_coco(suite, data.calibration)
         if data.name is not None:
             make = DATASETS.get(data.name, file=file, field="data.name")
             what = f"dataset '{data.name}'"
@@ -182,14 +199,26 @@ class HarnessSession:
         source = data.coco if role == "eval" else data.train
         if source is None:
             raise HarnessError(
-                "this suite fine-tunes a variant but its data has no training set",
+                "this suite trains a variant but its data has no training set",
                 file=file,
                 field="data.train",
                 hint="add data.train: {images: DIR, annotations: FILE.json}",
             )
-        return ops.load_data(
+        return self._load_coco(suite, source)
+
+    def _load_coco(self, suite: Suite, source: Any) -> Any:
+        """The task's data from a ``{images, annotations}`` source of the suite."""
+        return self.task(suite).load_data(
             user_path(source.images, suite.path), user_path(source.annotations, suite.path)
         )
+
+    def _example_role(self, suite: Suite) -> str:
+        """The data compression steps trace and score on (``ctx.example_inputs``): the
+        training set, else the calibration set, else the evaluation data."""
+        data = suite.spec.data
+        if data.has_train:
+            return "train"
+        return "calibration" if data.calibration is not None else "eval"
 
     def _data_root(self) -> Path:
         root = self.options.data_root
@@ -209,8 +238,7 @@ class HarnessSession:
             field_name, what = "model.factory", f"factory '{spec.factory}'"
         kwargs = dict(spec.kwargs)
         if "num_classes" in inspect.signature(fn).parameters and "num_classes" not in kwargs:
-            background = 1 if self.task(suite).name == "detection" else 0
-            kwargs["num_classes"] = len(self.dataset(suite).categories) + background
+            kwargs["num_classes"] = _num_classes(self.dataset(suite))
 
         def build() -> nn.Module:
             model = call_user(fn, what=what, file=file, field=field_name, **kwargs)
@@ -221,6 +249,8 @@ class HarnessSession:
                     field=field_name,
                     hint="return the model instance",
                 )
+            if spec.input is not None:  # the user's weights load into .model (_start)
+                return wrap(model, spec.input.contract(), spec.resolved_task)
             return model
 
         return build, entry
@@ -255,13 +285,32 @@ class HarnessSession:
                 field="model.checkpoint",
                 hint="set model.checkpoint to a .safetensors or .pt state dict",
             )
-        identity = spec.model_dump(mode="json", include={"name", "factory", "kwargs"})
-        key = cache_key("base", identity, sha256_file(weights), stamps())
+        source = self.model_source(suite)
+        key = cache_key("base", model_identity(spec), source, sha256_file(weights), stamps())
         self._base_keys[memo] = key
         if key not in self._models:
-            model = load_user_weights(build(), weights)
+            model = build()
+            load_user_weights(inner_model(model), weights)
             self._models[key] = _Loaded(model.eval(), key, {"weights": str(weights)})
         return self._models[key]
+
+    def model_source(self, suite: Suite) -> dict[str, str]:
+        """Digest of the Python source that builds the suite's model, by source root: the
+        factory's top-level package (or module file), or the package of a registered
+        model's builder. Each root is read once per session."""
+        spec = suite.spec.model
+        file = str(suite.path)
+        if spec.factory is not None:
+            fn = import_factory(spec.factory, file=file)
+        else:
+            fn = as_model_entry(MODELS.get(spec.name, file=file, field="model.name")).build
+        module = getattr(fn, "__module__", None) or type(fn).__module__
+        digests = {}
+        for root in source_roots(module):
+            if root not in self._sources:
+                self._sources[root] = source_digest(root)
+            digests[root.name] = self._sources[root]
+        return digests
 
     def _pretrain_context(self, suite: Suite) -> PretrainContext:
         data = suite.spec.data
@@ -290,10 +339,47 @@ class HarnessSession:
                     [canonical_json(step) for step in v.compress],
                     canonical_json(v.finetune) if v.finetune else None,
                     self.seed(suite, variant),
-                    self.dataset(suite, "train").fingerprint if v.finetune else None,
+                    self.dataset(suite, "train").fingerprint
+                    if self.trains(suite, variant)
+                    else None,
+                    self._compress_inputs(suite, variant),
                     stamps(),
                 )
         return self._keys[memo]
+
+    def start_model(self, suite: Suite, variant: str | None) -> nn.Module:
+        """The trained model ``variant`` starts from (None: the suite's base model):
+        factory imported, weights loaded into the architecture."""
+        return self._start(suite, variant).model
+
+    def example_batch(self, suite: Suite) -> torch.Tensor:
+        """The example inputs compression steps trace on (a float batch in [0, 1])."""
+        return _example_batch(self.dataset(suite, self._example_role(suite)))
+
+    def trains(self, suite: Suite, variant: str) -> bool:
+        """Whether building ``variant`` runs training steps on the training set (a
+        fine-tune with epochs, or a step that trains such as ``schedule: agp``)."""
+        v = suite.spec.variants[variant]
+        if v.finetune is not None and v.finetune.epochs > 0:
+            return True
+        return any(_data_use(step) == "train" for step in v.compress)
+
+    def _compress_inputs(self, suite: Suite, variant: str) -> dict[str, Any]:
+        """Which images the compress steps see, for the checkpoint key: the example
+        inputs and each quantize step's calibration images (their ids and the
+        fingerprint of that selection)."""
+        steps = suite.spec.variants[variant].compress
+        if not steps:
+            return {}
+        role = self._example_role(suite)
+        used = {"example": _selection(role, self.dataset(suite, role), EXAMPLE_IMAGES)}
+        for i, step in enumerate(steps):
+            if _data_use(step) == "calibration":
+                data = self.dataset(suite, "calibration")
+                used[f"calibration[{i}]"] = _selection(
+                    "calibration", data, step.params.calibration_images
+                )
+        return used
 
     def model(self, suite: Suite, variant: str) -> nn.Module:
         """``variant``'s model, built on first use and cached on disk."""
@@ -334,14 +420,19 @@ class HarnessSession:
         base = self._base(suite).model
         model = copy.deepcopy(self._start(suite, variant).model if twin is None else twin)
         total_before, _ = count_parameters(base)
-        train = self.dataset(suite, "train")
+        trains = self.trains(suite, variant)
+        train = self.dataset(suite, "train") if trains else None
         steps_text = []
         ctx = CompressContext(
-            example_inputs=_example_batch(train),
+            example_inputs=_example_batch(self.dataset(suite, self._example_role(suite))),
             seed=seed,
             progress=lambda line: self.progress(f"  {variant}: {line}"),
-            train=self._train_steps(suite, variant, train),
-            extras={"calibration_images": lambda n: _example_batch(train, n)},
+            train=self._train_steps(suite, variant, train) if trains else None,
+            extras={
+                "calibration_images": lambda n: _example_batch(
+                    self.dataset(suite, "calibration"), n
+                )
+            },
         )
         for i, step in enumerate(v.compress):
             info = METHODS.get(step.method, file=str(suite.path), field=f"variants.{variant}")
@@ -349,7 +440,7 @@ class HarnessSession:
                 torch.manual_seed(seed + i)
                 model = info.fn(model, step.params, ctx)
             steps_text.append(f"{step.kind} {step.method} {_step_args(step.params)}")
-        if v.finetune is not None and v.finetune.epochs > 0:
+        if v.finetune is not None and v.finetune.epochs > 0 and train is not None:
             recipe = _recipe(v.finetune, seed)
             self.progress(
                 f"  {variant}: fine-tuning {recipe.epochs} epoch(s) on {len(train)} images"
@@ -494,6 +585,8 @@ class HarnessSession:
         if key in self._predictions:
             return self._predictions[key]
         ops = self.task(suite)
+        size = suite.spec.eval.batch_size
+        batching = {} if size is None else {"batch_size": size}
         what = f"{suite.spec.suite}/{variant}" + (
             f" under {corruption[0]}@{corruption[1]}" if corruption else ""
         )
@@ -506,7 +599,10 @@ class HarnessSession:
                     raise ValueError(f"predictions under {corruption} need the corrupted images")
                 load = images.__getitem__
             model = self.model(suite, variant)
-            preds = ops.predict(model, data, device=self.device, load=load)
+            try:
+                preds = ops.predict(model, data, device=self.device, load=load, **batching)
+            except ModelOutputError as err:
+                raise err.with_context(file=suite.path) from None
             preds.save(tmp / "predictions.safetensors")
             seconds = time.perf_counter() - start
             summary = f"predicted {what} on {len(data)} images in {seconds:.1f}s"
@@ -520,11 +616,45 @@ class HarnessSession:
         entry, _ = self.cache.get_or_build("pred", key, build, rebuild=self.take_rebuild(key))
         return self._remember(key, entry.file("predictions.safetensors"))
 
+    def predictions_on(self, suite: Suite, variant: str, data: Any) -> Predictions:
+        """``variant``'s clean predictions on ``data``, a selection of the evaluation data
+        (a check's ``split``/``images``): taken from the whole split's when those are
+        cached, else predicted on the selection only (keyed by its fingerprint)."""
+        full = self.dataset(suite)
+        if data.fingerprint != full.fingerprint:
+            whole = self.cached_predictions(self.prediction_key(suite, variant, full))
+            if whole is None:
+                return self.predictions(suite, variant, data=data)
+            return whole.subset(data.image_ids)
+        return self.predictions(suite, variant).subset(data.image_ids)
+
     def run_check(self, suite: Suite, variant: str, check_name: str) -> CheckOutcome:
         """Evaluate one gate: candidate and baseline values, reduction and decision."""
         from robustness_harness.measure import run_check
 
         return run_check(self, suite, variant, check_name)
+
+
+def model_identity(spec: ModelSpec) -> dict[str, Any]:
+    """What of the model spec its weights and predictions depend on (a cache-key part):
+    name or factory, kwargs, and ``labels``, ``input`` and ``task`` when set (so keys
+    made before those fields existed still hold)."""
+    identity = spec.model_dump(mode="json", include={"name", "factory", "kwargs"})
+    if spec.labels != "index":
+        identity["labels"] = spec.labels
+    if spec.input is not None:
+        identity["input"] = spec.input.model_dump(mode="json")
+    if spec.task is not None:  # a factory's outputs are read as this task's
+        identity["task"] = spec.resolved_task
+    return identity
+
+
+def _num_classes(data: Any) -> int:
+    """The ``num_classes`` a factory gets: a detector's label space (background
+    included, see ``LabelSpace.num_classes``), else the number of categories."""
+    if isinstance(data, CocoDetectionData):
+        return data.label_space.num_classes
+    return len(data.categories)
 
 
 def run_index(variant: str) -> int:
@@ -537,14 +667,36 @@ def run_index(variant: str) -> int:
 _RUN = re.compile(r"#run(\d+)")
 
 
-def _example_batch(data: Any, n: int = 4) -> torch.Tensor:
-    """Up to ``n`` training images of the first image's size, as a float batch in [0, 1]."""
+EXAMPLE_IMAGES = 4
+"""Images in ``CompressContext.example_inputs``."""
+
+
+def _candidate_ids(data: Any, n: int) -> list[int]:
+    """The images ``_example_batch(data, n)`` chooses from: the first ``4 n``."""
+    return list(data.image_ids[: 4 * n])
+
+
+def _example_batch(data: Any, n: int = EXAMPLE_IMAGES) -> torch.Tensor:
+    """Up to ``n`` of ``data``'s first images of the first image's size, as a float
+    batch in [0, 1] (example inputs, calibration images)."""
     images = [
         torch.from_numpy(data.load_image(i)).permute(2, 0, 1).float().div(255)
-        for i in data.image_ids[: 4 * n]
+        for i in _candidate_ids(data, n)
     ]
     same = [im for im in images if im.shape == images[0].shape][:n]
     return torch.stack(same)
+
+
+def _selection(role: str, data: Any, n: int) -> dict[str, Any]:
+    """Cache-key part naming the images ``_example_batch(data, n)`` reads: the role of
+    the set, their ids and the fingerprint of those images."""
+    ids = _candidate_ids(data, n)
+    return {"role": role, "ids": ids, "fingerprint": data.subset(ids).fingerprint}
+
+
+def _data_use(step: Any) -> str | None:
+    """The data a compress step reads besides example inputs (see ``MethodInfo.data_use``)."""
+    return METHODS.get(step.method).data_use(step.params)
 
 
 def _recipe(finetune: Any, seed: int) -> TrainRecipe:

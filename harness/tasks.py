@@ -60,9 +60,9 @@ _ITEMS: dict[str, Any] = {}
 
 
 def _training_items(data: CocoDetectionData) -> Any:
-    """Decoded training images and targets, kept for the last dataset (schedules such as
-    AGP train in many short bursts)."""
-    key = data.fingerprint
+    """Decoded training images and targets (labels in the data's ``label_space``), kept
+    for the last dataset (schedules such as AGP train in many short bursts)."""
+    key = f"{data.fingerprint}:{data.label_space.kind}"
     if key not in _ITEMS:
         _ITEMS.clear()
         _ITEMS[key] = load_training_set(data)

@@ -229,7 +229,9 @@ def _initial_scores(
     return deeplift_scores(model, plan, layers, params.structure)
 
 
-@compression_method("prune", "hydra", params=HydraParams)
+@compression_method(
+    "prune", "hydra", params=HydraParams, uses=lambda p: "train" if p.score_steps else None
+)
 def hydra(model: nn.Module, params: HydraParams, ctx: CompressContext) -> nn.Module:
     """Learn top-k importance scores with frozen weights; keep the winners as masks."""
     layers = [m for _, m in prunable_layers(model)]

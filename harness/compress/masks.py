@@ -321,7 +321,7 @@ def _train_gates(
     return gates
 
 
-@compression_method("prune", "ops_budget", params=OpsBudgetParams)
+@compression_method("prune", "ops_budget", params=OpsBudgetParams, uses="train")
 def ops_budget(model: nn.Module, params: OpsBudgetParams, ctx: CompressContext) -> nn.Module:
     """Train channel gates under the ops budget, then remove the gated-off channels."""
     train = require_training(

@@ -34,6 +34,7 @@ from robustness_harness.compress.schedule import (
     agp_sparsity,
     check_module_names,
     run_schedule,
+    schedule_data_use,
 )
 from robustness_harness.compress.structure import remember_base
 from robustness_harness.errors import HarnessError
@@ -143,7 +144,9 @@ def prune_to_sparsity(model: nn.Module, sparsity: float) -> None:
     )
 
 
-@compression_method("prune", "global_magnitude", params=GlobalMagnitudeParams)
+@compression_method(
+    "prune", "global_magnitude", params=GlobalMagnitudeParams, uses=schedule_data_use
+)
 def global_magnitude(
     model: nn.Module, params: GlobalMagnitudeParams, ctx: CompressContext
 ) -> nn.Module:
@@ -192,7 +195,7 @@ def plain_weights(model: nn.Module) -> Iterator[None]:
 # -- structured: L1 filter pruning with torch-pruning ----------------------------------------------
 
 
-@compression_method("prune", "l1_filter", params=L1FilterParams)
+@compression_method("prune", "l1_filter", params=L1FilterParams, uses=schedule_data_use)
 def l1_filter(model: nn.Module, params: L1FilterParams, ctx: CompressContext) -> nn.Module:
     """Remove the filters with the smallest L1 norm from every prunable layer group.
 

@@ -338,13 +338,13 @@ def _quantize(
     return quantized
 
 
-@compression_method("quantize", "ptq_int8", params=QuantizeParams)
+@compression_method("quantize", "ptq_int8", params=QuantizeParams, uses="calibration")
 def ptq_int8(model: nn.Module, params: QuantizeParams, ctx: CompressContext) -> nn.Module:
     """Static int8 post-training quantization (per-channel weights, calibrated activations)."""
     return _quantize(model, params, ctx, "ptq_int8", 8)
 
 
-@compression_method("quantize", "int4_weight", params=QuantizeParams)
+@compression_method("quantize", "int4_weight", params=QuantizeParams, uses="calibration")
 def int4_weight(model: nn.Module, params: QuantizeParams, ctx: CompressContext) -> nn.Module:
     """4-bit per-channel symmetric weights ([-7, 7]) with calibrated 8-bit activations;
     the first layer and the output layers keep 8-bit weights."""

@@ -13,6 +13,9 @@ from torch import nn
 from robustness_harness.registry import Registry
 
 StepKind = Literal["prune", "quantize"]
+DataUse = Literal["train", "calibration"]
+"""Which suite data a step reads besides example inputs: ``train`` (it runs training
+steps through ``ctx.train``) or ``calibration`` (it calibrates on ``calibration_images``)."""
 
 
 @dataclass
@@ -46,6 +49,11 @@ class MethodInfo:
     name: str
     fn: CompressFn
     params: type[BaseModel]
+    uses: Callable[[Any], DataUse | None] = lambda _params: None
+
+    def data_use(self, params: Any) -> DataUse | None:
+        """The data this step with ``params`` reads (None: only the example inputs)."""
+        return self.uses(params)
 
 
 METHODS: Registry[MethodInfo] = Registry(
@@ -54,12 +62,22 @@ METHODS: Registry[MethodInfo] = Registry(
 
 
 def compression_method(
-    kind: StepKind, name: str, params: type[BaseModel]
+    kind: StepKind,
+    name: str,
+    params: type[BaseModel],
+    uses: DataUse | Callable[[Any], DataUse | None] | None = None,
 ) -> Callable[[CompressFn], CompressFn]:
-    """Register ``fn(model, params, ctx) -> model`` as ``{kind: {method: name, ...}}``."""
+    """Register ``fn(model, params, ctx) -> model`` as ``{kind: {method: name, ...}}``.
+
+    ``uses`` says which data the step reads: ``"train"``, ``"calibration"``, or a function
+    of the step's params giving one of them or None (suites are checked for that data at
+    load time, and the checkpoint key covers it).
+    """
+    use_of = uses if callable(uses) else (lambda _params: uses)
 
     def wrap(fn: CompressFn) -> CompressFn:
-        METHODS.register(name, MethodInfo(kind=kind, name=name, fn=fn, params=params))
+        info = MethodInfo(kind=kind, name=name, fn=fn, params=params, uses=use_of)
+        METHODS.register(name, info)
         return fn
 
     return wrap

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from torch import nn
 
-from robustness_harness.compress.registry import CompressContext
+from robustness_harness.compress.registry import CompressContext, DataUse
 from robustness_harness.errors import HarnessError
 from robustness_harness.spec._problems import SpecProblem
 
@@ -95,6 +95,11 @@ class ScheduleParams(SparsityParams):
             agp_sparsity(k, self.steps, self.initial_sparsity, self.sparsity)
             for k in range(self.steps + 1)
         ]
+
+
+def schedule_data_use(params: ScheduleParams) -> DataUse | None:
+    """``"train"`` for ``schedule: agp`` (it trains between pruning events), else None."""
+    return "train" if params.schedule == "agp" else None
 
 
 def agp_sparsity(step: int, steps: int, initial: float, final: float) -> float:

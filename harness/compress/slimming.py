@@ -87,7 +87,9 @@ def select_smallest(
     return [(group, slots) for (group, _), slots in zip(scored, chosen, strict=True)]
 
 
-@compression_method("prune", "slimming", params=SlimmingParams)
+@compression_method(
+    "prune", "slimming", params=SlimmingParams, uses=lambda p: "train" if p.train_steps else None
+)
 def slimming(model: nn.Module, params: SlimmingParams, ctx: CompressContext) -> nn.Module:
     """L1-sparsify BatchNorm scales with ``ctx.train``, then remove the smallest-|γ| channels."""
     plan = trace_plan(model, ctx.example_inputs, params.ignore, "slimming")

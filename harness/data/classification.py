@@ -7,6 +7,7 @@ of ascending category id.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -14,16 +15,22 @@ from typing import Any
 import numpy as np
 
 from robustness_harness.data.coco import CocoDetectionData
+from robustness_harness.data.transform import ImageTransform
 from robustness_harness.errors import DataError
 
 
 class ClassificationData:
-    """Images with one class label each, over a ``CocoDetectionData`` (immutable views)."""
+    """Images with one class label each, over a ``CocoDetectionData`` (immutable views).
+
+    ``transform`` (``data.transform``) resizes/crops each decoded image; it is part of
+    the fingerprint.
+    """
 
     task = "classification"
 
-    def __init__(self, coco: CocoDetectionData) -> None:
+    def __init__(self, coco: CocoDetectionData, transform: ImageTransform | None = None) -> None:
         self.coco = coco
+        self.transform = transform
         self.image_ids = coco.image_ids
         self.categories = coco.categories
         self.class_names = coco.category_names
@@ -78,8 +85,22 @@ class ClassificationData:
         )
 
     def load_image(self, image_id: int) -> np.ndarray:
-        """The image as uint8 HWC RGB."""
-        return self.coco.load_image(image_id)
+        """The image as uint8 HWC RGB (after ``transform``)."""
+        image = self.coco.load_image(image_id)
+        return image if self.transform is None else self.transform(image)
+
+    def image_path(self, image_id: int) -> Path:
+        """Where the image file of ``image_id`` is."""
+        return self.coco.image_path(image_id)
+
+    def with_transform(self, transform: ImageTransform | None) -> ClassificationData:
+        """The same images, decoded through ``transform`` (None: as stored)."""
+        return self if transform == self.transform else self._wrap(self.coco, transform)
+
+    def _wrap(
+        self, coco: CocoDetectionData, transform: ImageTransform | None = None
+    ) -> ClassificationData:
+        return ClassificationData(coco, transform if transform is not None else self.transform)
 
     def attribute(self, image_id: int, key: str, default: Any = None) -> Any:
         return self.coco.attribute(image_id, key, default)
@@ -88,18 +109,22 @@ class ClassificationData:
         self, attributes: Mapping[str, Any], *, field: str = "split", file: Any = None
     ) -> ClassificationData:
         """The images whose attributes match (see ``CocoDetectionData.select``)."""
-        return ClassificationData(self.coco.select(attributes, field=field, file=file))
+        return self._wrap(self.coco.select(attributes, field=field, file=file))
 
     def subset(self, image_ids: Iterable[int]) -> ClassificationData:
-        return ClassificationData(self.coco.subset(image_ids))
+        return self._wrap(self.coco.subset(image_ids))
 
     def limit(self, n: int | None) -> ClassificationData:
         limited = self.coco.limit(n)
-        return self if limited is self.coco else ClassificationData(limited)
+        return self if limited is self.coco else self._wrap(limited)
 
     @property
     def fingerprint(self) -> str:
-        return self.coco.fingerprint
+        """The COCO fingerprint, combined with the transform's description when set."""
+        if self.transform is None:
+            return self.coco.fingerprint
+        text = f"{self.coco.fingerprint}\ntransform {self.transform.describe()}"
+        return hashlib.sha256(text.encode()).hexdigest()
 
     @property
     def annotations_file(self) -> Path:

@@ -1,7 +1,9 @@
 """COCO-format detection data: a validating reader, attribute splits and a torch wrapper.
 
 Labels are contiguous ``1..K`` in category-id order (``0`` is the background, as
-torchvision detection models expect); ``category_of`` maps them back to COCO ids.
+torchvision detection models expect); ``category_of`` maps them back to COCO ids. A view
+``with_labels("category_id")`` gives training targets in COCO category ids instead
+(``label_space`` says which; see ``robustness_harness.data.labels``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from robustness_harness.data import decoded
+from robustness_harness.data.labels import LabelKind, LabelSpace
 from robustness_harness.errors import DataError
 
 _FIX_JSON = "fix the JSON syntax at that position (a COCO file is one JSON object)"
@@ -42,6 +45,7 @@ class CocoDetectionData:
         categories: list[dict[str, Any]],
         sidecar: dict[str, dict[str, Any]],
         image_index: dict[int, int],
+        labels: LabelKind = "index",
     ) -> None:
         self.images_dir = images_dir
         self.annotations_file = annotations_file
@@ -53,6 +57,8 @@ class CocoDetectionData:
         self._sidecar = sidecar
         self._image_index = image_index  # image id -> position in the original json
         self._label_of = {int(c["id"]): i + 1 for i, c in enumerate(categories)}
+        self.label_space = LabelSpace.of(labels, self._label_of)
+        """The labels of ``target`` and of the model's outputs (``model.labels``)."""
         self._fingerprint: str | None = None
 
     # -- loading --------------------------------------------------------------------
@@ -90,7 +96,7 @@ class CocoDetectionData:
             image_index=image_index,
         )
 
-    def _view(self, image_ids: Sequence[int]) -> CocoDetectionData:
+    def _view(self, image_ids: Sequence[int], labels: LabelKind | None = None) -> CocoDetectionData:
         keep = set(image_ids)
         images = [self._images[i] for i in self.image_ids if i in keep]
         return CocoDetectionData(
@@ -101,6 +107,7 @@ class CocoDetectionData:
             categories=self.categories,
             sidecar=self._sidecar,
             image_index=self._image_index,
+            labels=labels or self.label_space.kind,
         )
 
     # -- labels ---------------------------------------------------------------------
@@ -115,6 +122,14 @@ class CocoDetectionData:
                 field="categories",
                 hint=f"use one of the ids {sorted(self._label_of)}",
             ) from None
+
+    def with_labels(self, kind: LabelKind) -> CocoDetectionData:
+        """This view with ``target`` labels (and model outputs) in label space ``kind``."""
+        if kind == self.label_space.kind:
+            return self
+        view = self._view(self.image_ids, kind)
+        view._fingerprint = self._fingerprint
+        return view
 
     def category_of(self, label: int) -> int:
         """The COCO category id of a contiguous label (1..K)."""
@@ -181,7 +196,8 @@ class CocoDetectionData:
         return list(self._anns.get(int(image_id), []))
 
     def target(self, image_id: int) -> dict[str, torch.Tensor]:
-        """``{"boxes": float32 (N, 4) xyxy, "labels": int64 (N,)}`` for training.
+        """``{"boxes": float32 (N, 4) xyxy, "labels": int64 (N,)}`` for training, labels
+        in ``label_space``.
 
         Crowd annotations and boxes narrower or shorter than 1 px are left out.
         """
@@ -191,7 +207,7 @@ class CocoDetectionData:
             if ann.get("iscrowd", 0) or w < 1 or h < 1:
                 continue
             boxes.append((x, y, x + w, y + h))
-            labels.append(self._label_of[int(ann["category_id"])])
+            labels.append(self.label_space.label_of(ann["category_id"]))
         return {
             "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
             "labels": torch.tensor(labels, dtype=torch.int64),

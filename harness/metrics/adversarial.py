@@ -155,11 +155,10 @@ def _detect(
     model: nn.Module, images: list[torch.Tensor], ids: list[int], data: Any, device: torch.device
 ) -> dict[int, Detections]:
     """Eval-mode detections of float images (as ``predict_detections`` converts them)."""
-    label_to_cat = np.vectorize(data.category_of, otypes=[np.int64])
     with modes_restored(model), torch.inference_mode():
         model.eval()
         outputs = model([img.to(device) for img in images])
-    return {i: to_detections(o, label_to_cat) for i, o in zip(ids, outputs, strict=True)}
+    return {i: to_detections(o, data.label_space) for i, o in zip(ids, outputs, strict=True)}
 
 
 def _coco_map(data: Any, by_image: dict[int, Detections], ids: list[int]) -> float:

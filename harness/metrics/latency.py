@@ -4,6 +4,11 @@ The timed call is one forward of the model on a fixed batch built from the first
 images of the evaluation data, under ``torch.inference_mode``. Warm-up calls run first
 and are discarded. The statistics are a pure function of the samples
 (``latency_stats``); the loop takes any ``Timer``, so tests can script the clock.
+
+A check whose thresholds compare with the baseline (``ratio_*``, ``drop_max``,
+``increase_max``) times candidate and baseline together (``latency_ms_paired``):
+alternating rounds of a few calls each, in ABBA order, so that a change of machine
+load hits both models alike; the spread of the per-round ratios is reported.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -71,6 +77,96 @@ def time_calls(fn: Callable[[], object], timer: Timer, *, warmup: int, iters: in
     for _ in range(warmup):
         timer(fn)
     return [timer(fn) for _ in range(iters)]
+
+
+ROUND_CALLS = 3
+"""Timed calls of each model per round of a paired measurement."""
+
+
+@dataclass(frozen=True)
+class PairedSamples:
+    """Per-round durations (ms) of candidate and baseline timed in alternating rounds;
+    ``first[k]`` says which model ran first in round ``k``."""
+
+    candidate: list[list[float]]
+    baseline: list[list[float]]
+    first: list[str]
+
+    def flat(self, which: str) -> list[float]:
+        """All samples of ``"candidate"`` or ``"baseline"``, in call order."""
+        rounds = self.candidate if which == "candidate" else self.baseline
+        return [t for r in rounds for t in r]
+
+    def round_ratios(self) -> list[float]:
+        """Per round: median candidate duration / median baseline duration."""
+        return [
+            float(np.median(c) / np.median(b))
+            for c, b in zip(self.candidate, self.baseline, strict=True)
+        ]
+
+
+def round_sizes(iters: int, round_calls: int) -> list[int]:
+    """``iters`` calls split into rounds of ``round_calls`` (the last one may be shorter)."""
+    full, rest = divmod(iters, round_calls)
+    return [round_calls] * full + ([rest] if rest else [])
+
+
+def time_paired_calls(
+    candidate: Callable[[], object],
+    baseline: Callable[[], object],
+    timer: Timer,
+    *,
+    warmup: int,
+    iters: int,
+    round_calls: int = ROUND_CALLS,
+) -> PairedSamples:
+    """``warmup`` discarded calls of each (alternating), then ``iters`` timed calls of each
+    in rounds of ``round_calls``: baseline first in even rounds, candidate first in odd
+    ones (B C | C B | B C ...), so a linear drift in machine speed cancels out."""
+    for _ in range(warmup):
+        timer(baseline)
+        timer(candidate)
+    cand: list[list[float]] = []
+    base: list[list[float]] = []
+    first: list[str] = []
+    for k, n in enumerate(round_sizes(iters, round_calls)):
+        order = ("baseline", "candidate") if k % 2 == 0 else ("candidate", "baseline")
+        times = {
+            which: [timer(baseline if which == "baseline" else candidate) for _ in range(n)]
+            for which in order
+        }
+        cand.append(times["candidate"])
+        base.append(times["baseline"])
+        first.append(order[0])
+    return PairedSamples(cand, base, first)
+
+
+def ratio_spread(ratios: Sequence[float]) -> dict[str, float | int]:
+    """Median, quartiles (p25, p75), IQR, min and max of per-round latency ratios."""
+    x = np.asarray(ratios, dtype=np.float64)
+    if x.ndim != 1 or x.size == 0:
+        raise ValueError("a ratio spread needs at least one round")
+    p25, p50, p75 = (float(v) for v in np.percentile(x, [25, 50, 75]))
+    return {
+        "round_ratio_median": p50,
+        "round_ratio_p25": p25,
+        "round_ratio_p75": p75,
+        "round_ratio_iqr": p75 - p25,
+        "round_ratio_min": float(x.min()),
+        "round_ratio_max": float(x.max()),
+        "rounds": int(x.size),
+    }
+
+
+def describe_spread(spread: dict[str, float | int]) -> str:
+    """The note of a paired measurement, e.g. ``timed with the baseline in 10 alternating
+    rounds: per-round ratio median 0.52 (IQR 0.50-0.55, min-max 0.48-0.60)``."""
+    r = {k: f"{v:.3f}" for k, v in spread.items()}
+    return (
+        f"timed with the baseline in {spread['rounds']} alternating rounds: per-round ratio "
+        f"median {r['round_ratio_median']} (IQR {r['round_ratio_p25']}-{r['round_ratio_p75']}, "
+        f"min-max {r['round_ratio_min']}-{r['round_ratio_max']})"
+    )
 
 
 def latency_stats(samples_ms: Sequence[float]) -> dict[str, float | int]:
@@ -161,7 +257,125 @@ def measure_latency(
         return time_calls(forward, timer, warmup=warmup, iters=iters)
 
 
-@metric("latency_ms", task="any", inputs="model", higher_is_better=False, cacheable=False)
+def measure_paired_latency(
+    candidate: nn.Module,
+    baseline: nn.Module,
+    batch: torch.Tensor | list[torch.Tensor],
+    timer: Timer,
+    *,
+    warmup: int,
+    iters: int,
+    threads: int,
+    round_calls: int = ROUND_CALLS,
+) -> PairedSamples:
+    """``time_paired_calls`` of both models on ``batch`` under ``inference_mode`` with
+    ``threads`` CPU threads."""
+
+    def forward(model: nn.Module) -> Callable[[], Any]:
+        return lambda: model(batch)
+
+    with num_threads(threads), torch.inference_mode():
+        return time_paired_calls(
+            forward(candidate),
+            forward(baseline),
+            timer,
+            warmup=warmup,
+            iters=iters,
+            round_calls=round_calls,
+        )
+
+
+@dataclass(frozen=True)
+class _Setup:
+    """What both forms of ``latency_ms`` time with."""
+
+    percentile: float
+    batch_size: int
+    threads: int
+    timer: Timer
+    batch: torch.Tensor | list[torch.Tensor]
+    device: torch.device
+
+
+def _setup(
+    ctx: ModelContext,
+    percentile: float,
+    batch_size: int,
+    warmup: int,
+    iters: int,
+    threads: int | None,
+) -> _Setup:
+    """Validated parameters, the thread count (torch's when None), timer and input batch."""
+    _check(percentile, batch_size, warmup, iters, threads)
+    return _Setup(
+        percentile=percentile,
+        batch_size=batch_size,
+        threads=threads or torch.get_num_threads(),
+        timer=make_timer(ctx.device),
+        batch=latency_input(ctx, batch_size),
+        device=ctx.device,
+    )
+
+
+def _result(setup: _Setup, samples: list[float], **extra: Any) -> MetricResult:
+    """The value at ``setup.percentile`` of ``samples`` with the report details."""
+    details: dict[str, Any] = {
+        **latency_stats(samples),
+        "percentile": setup.percentile,
+        "device": device_name(setup.device),
+        "threads": setup.threads,
+        "batch_size": setup.batch_size,
+        "timer": setup.timer.name,
+        "samples_ms": samples,
+        **extra,
+    }
+    return MetricResult(float(np.percentile(samples, setup.percentile)), details)
+
+
+def latency_ms_paired(
+    ctx: ModelContext,
+    *,
+    percentile: Percentile = 50,
+    batch_size: PositiveInt = 1,
+    warmup: Count = 5,
+    iters: PositiveInt = 30,
+    threads: PositiveInt | None = None,
+) -> tuple[MetricResult, MetricResult]:
+    """``latency_ms`` of the candidate ``ctx.model`` and of ``ctx.baseline_model()`` from
+    one measurement in alternating rounds (``time_paired_calls``).
+
+    Each value is the ``percentile`` of that model's ``iters`` calls, so the gated ratio
+    is a ratio of robust statistics measured under the same load. The candidate's
+    details and note carry the per-round ratios and their spread (``ratio_spread``).
+    """
+    if ctx.baseline_model is None:
+        raise ValueError("a paired latency measurement needs ctx.baseline_model")
+    setup = _setup(ctx, percentile, batch_size, warmup, iters, threads)
+    paired = measure_paired_latency(
+        ctx.model,
+        ctx.baseline_model(),
+        setup.batch,
+        setup.timer,
+        warmup=warmup,
+        iters=iters,
+        threads=setup.threads,
+    )
+    ratios = paired.round_ratios()
+    spread = ratio_spread(ratios)
+    pairing = {"paired": True, "round_calls": len(paired.candidate[0])}
+    cand = _result(setup, paired.flat("candidate"), **pairing, **spread, round_ratios=ratios)
+    base = _result(setup, paired.flat("baseline"), **pairing)
+    return MetricResult(cand.value, cand.details, describe_spread(spread)), base
+
+
+@metric(
+    "latency_ms",
+    task="any",
+    inputs="model",
+    higher_is_better=False,
+    cacheable=False,
+    paired=latency_ms_paired,
+)
 def latency_ms(
     ctx: ModelContext,
     *,
@@ -172,18 +386,8 @@ def latency_ms(
     threads: PositiveInt | None = None,
 ) -> MetricResult:
     """Forward latency in ms at ``percentile`` (p50 by default) over ``iters`` timed calls."""
-    _check(percentile, batch_size, warmup, iters, threads)
-    threads = threads or torch.get_num_threads()
-    timer = make_timer(ctx.device)
-    batch = latency_input(ctx, batch_size)
-    samples = measure_latency(ctx.model, batch, timer, warmup=warmup, iters=iters, threads=threads)
-    details: dict[str, Any] = {
-        **latency_stats(samples),
-        "percentile": percentile,
-        "device": device_name(ctx.device),
-        "threads": threads,
-        "batch_size": batch_size,
-        "timer": timer.name,
-        "samples_ms": samples,
-    }
-    return MetricResult(float(np.percentile(samples, percentile)), details)
+    setup = _setup(ctx, percentile, batch_size, warmup, iters, threads)
+    samples = measure_latency(
+        ctx.model, setup.batch, setup.timer, warmup=warmup, iters=iters, threads=setup.threads
+    )
+    return _result(setup, samples)

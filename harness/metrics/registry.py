@@ -64,6 +64,11 @@ class MetricResult:
 
 MetricFn = Callable[..., Value | MetricResult]
 
+PairedFn = Callable[..., tuple[MetricResult, MetricResult]]
+"""``paired(ctx, **params) -> (candidate, baseline)``: a model metric of the candidate
+``ctx.model`` and of ``ctx.baseline_model()`` measured together (e.g. latency timed in
+alternating rounds), used when a check's thresholds compare with the baseline."""
+
 
 @dataclass(frozen=True)
 class MetricInfo:
@@ -86,6 +91,7 @@ class MetricInfo:
     cacheable: bool = True
     compares: bool = False
     resample: Resampler | str | None = None
+    paired: PairedFn | None = None
 
     def resamplable(self, task: str) -> bool:
         """Whether the metric can be recomputed on resampled images (``confidence:``) for
@@ -127,6 +133,7 @@ def metric(
     cacheable: bool = True,
     compares: bool = False,
     resample: Resampler | str | None = None,
+    paired: PairedFn | None = None,
 ) -> Callable[[MetricFn], MetricFn]:
     """Register a function as metric ``name``, usable in YAML by that name.
 
@@ -137,7 +144,9 @@ def metric(
     ``PositiveInt``). ``compares=True`` marks a model metric whose value already compares
     the variant with the baseline (``pair`` metrics always do). ``resample`` enables
     ``confidence:`` (bootstrap over images): ``RECOMPUTE`` (classification data) or a
-    ``Resampler`` that evaluates many image multisets at once.
+    ``Resampler`` that evaluates many image multisets at once. ``paired`` (model metrics)
+    measures candidate and baseline together when a check's thresholds compare them
+    (see ``PairedFn``); without it each variant is measured on its own.
     """
 
     def wrap(fn: MetricFn) -> MetricFn:
@@ -155,6 +164,7 @@ def metric(
                 cacheable=cacheable,
                 compares=compares,
                 resample=resample,
+                paired=paired,
             ),
             replace=_same_function(name, fn),
         )

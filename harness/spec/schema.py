@@ -33,7 +33,10 @@ from pydantic import (
 )
 
 from robustness_harness.compress.registry import METHODS, MethodInfo
+from robustness_harness.data.labels import LabelKind
+from robustness_harness.data.transform import ImageTransform
 from robustness_harness.errors import HarnessError
+from robustness_harness.input_contract import NORMALIZATIONS, Contract
 from robustness_harness.metrics.registry import METRICS, MetricInfo
 from robustness_harness.registry import Registry, did_you_mean
 from robustness_harness.spec._problems import (
@@ -190,14 +193,132 @@ class _Spec(BaseModel):
 # --------------------------------------------------------------------------------------
 # model / data
 # --------------------------------------------------------------------------------------
+class NormalizeSpec(_Spec):
+    """``normalize: {mean: [...], std: [...]}``: one value per input channel (3, or 1
+    with ``grayscale``), std > 0."""
+
+    mean: list[Number] = Field(min_length=1, max_length=3)
+    std: list[Number] = Field(min_length=1, max_length=3)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            check_keys(data, _field_names(cls), "normalize")
+        return data
+
+    @field_validator("std")
+    @classmethod
+    def _positive(cls, value: list[float]) -> list[float]:
+        for i, std in enumerate(value):
+            if not std > 0:
+                raise SpecProblem(
+                    f"std {std} is not positive (the input is divided by it)",
+                    hint="give each channel's standard deviation, e.g. 0.229",
+                    loc=(i,),
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _same_length(self) -> NormalizeSpec:
+        if len(self.mean) != len(self.std):
+            raise SpecProblem(
+                f"mean has {len(self.mean)} values but std has {len(self.std)}",
+                hint="give one mean and one std per input channel",
+                loc=("std",),
+            )
+        return self
+
+
+class InputSpec(_Spec):
+    """``model.input``: the conversion from [0, 1] RGB at data resolution that the model
+    expects, done by a module in front of it (``robustness_harness.input_contract``)."""
+
+    normalize: str | NormalizeSpec | None = None
+    grayscale: bool = False
+    size: list[Int] | None = Field(None, min_length=2, max_length=2)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            check_keys(data, _field_names(cls), "input")
+        return data
+
+    @field_validator("normalize", mode="before")
+    @classmethod
+    def _normalize_mapping(cls, value: Any) -> Any:
+        """A mapping is ``{mean, std}``, reported as such (not as 'expected a string')."""
+        if not isinstance(value, dict):
+            return value
+        try:
+            return NormalizeSpec.model_validate(value)
+        except ValidationError as exc:
+            raise problem_from_pydantic(exc.errors()[0]) from None
+
+    @field_validator("normalize")
+    @classmethod
+    def _known_normalization(cls, value: str | NormalizeSpec | None) -> Any:
+        if isinstance(value, str):
+            check_choice("input", "normalize", value, tuple(NORMALIZATIONS))
+        return value
+
+    @field_validator("size")
+    @classmethod
+    def _positive_size(cls, value: list[int] | None) -> list[int] | None:
+        for i, side in enumerate(value or ()):
+            if side < 1:
+                raise SpecProblem(
+                    f"size {value} has a side {side} < 1",
+                    hint="write size: [H, W] in pixels, e.g. [224, 224]",
+                    loc=(i,),
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _channels(self) -> InputSpec:
+        mean, _ = self.mean_std
+        channels = 1 if self.grayscale else 3
+        if mean is not None and len(mean) != channels:
+            raise SpecProblem(
+                f"normalize has {len(mean)} channel(s) but the model receives {channels} "
+                f"({'grayscale' if self.grayscale else 'RGB'})",
+                hint=f"give {channels} mean and std value(s)"
+                + (", e.g. {mean: [0.5], std: [0.5]}" if self.grayscale else ""),
+                loc=("normalize",),
+            )
+        return self
+
+    @property
+    def mean_std(self) -> tuple[tuple[float, ...] | None, tuple[float, ...] | None]:
+        """Per-channel (mean, std), or (None, None) without normalisation."""
+        if self.normalize is None:
+            return None, None
+        if isinstance(self.normalize, str):
+            return NORMALIZATIONS[self.normalize]
+        return tuple(self.normalize.mean), tuple(self.normalize.std)
+
+    def contract(self) -> Contract:
+        """What ``InputContract`` does for this spec."""
+        mean, std = self.mean_std
+        size = (self.size[0], self.size[1]) if self.size is not None else None
+        return Contract(mean=mean, std=std, grayscale=self.grayscale, size=size)
+
+
 class ModelSpec(_Spec):
-    """``name`` (a MODELS key) or ``factory`` (``"pkg.mod:fn"``), optional checkpoint."""
+    """``name`` (a MODELS key) or ``factory`` (``"pkg.mod:fn"``), optional checkpoint.
+
+    ``labels`` (detectors): ``index`` (label i in 1..K is the i-th category in id order)
+    or ``category_id`` (labels are the data's COCO category ids).
+    """
 
     name: str | None = None
     factory: str | None = None
     checkpoint: str | None = None
     kwargs: dict[str, Any] = Field(default_factory=dict)
     task: Literal["detection", "classification"] | None = None
+    labels: LabelKind = "index"
+    input: InputSpec | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -236,6 +357,24 @@ class ModelSpec(_Spec):
             raise SpecProblem(
                 "the model needs 'name' (a registered model) or 'factory'",
                 hint="add name: <model> or factory: 'pkg.mod:fn'",
+            )
+        if self.labels != "index" and self.resolved_task != "detection":
+            raise SpecProblem(
+                f"labels: {self.labels} is for detectors; a classifier's outputs are "
+                "logits over the categories in id order",
+                hint="remove the key",
+                loc=("labels",),
+            )
+        if (
+            self.input is not None
+            and self.input.size is not None
+            and self.resolved_task == "detection"
+        ):
+            raise SpecProblem(
+                "input.size is not supported for detectors: boxes would be in the "
+                "resized frame (torchvision detectors resize internally)",
+                hint="remove size (normalize and grayscale work for detectors)",
+                loc=("input", "size"),
             )
         if self.name is not None and self.task is not None and self.task != self.registered_task:
             raise SpecProblem(
@@ -281,14 +420,53 @@ class CocoSource(_Spec):
         return _resolve_path(value, info, directory=False)
 
 
+class TransformSpec(_Spec):
+    """``data.transform: {resize: N, center_crop: N}`` on the decoded uint8 image, before
+    corruptions (torchvision semantics, ``robustness_harness.data.transform``);
+    classification data only (detection boxes are not transformed)."""
+
+    resize: Int | None = Field(None, ge=1)
+    center_crop: Int | None = Field(None, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            check_keys(data, _field_names(cls), "transform")
+            if not data:
+                raise SpecProblem(
+                    "the transform is empty", hint="add resize: 256 and/or center_crop: 224"
+                )
+        return data
+
+    def image_transform(self) -> ImageTransform:
+        """The transform that ``ClassificationData`` applies."""
+        return ImageTransform(resize=self.resize, center_crop=self.center_crop)
+
+
 class DataSpec(_Spec):
-    """``name`` (a DATASETS key with ``split``/``params``) or ``coco`` (with ``train``)."""
+    """``name`` (a DATASETS key with ``split``/``params``) or ``coco`` (with ``train``).
+
+    ``calibration: {images, annotations}`` (optional, either kind of data) holds the
+    images that quantize steps (ptq_int8, int4_weight) calibrate on, the first
+    ``calibration_images`` of them; without it they calibrate on the training set
+    (``train``, or a registered dataset's train split). Only steps that train (finetune,
+    ``schedule: agp``, slimming, hydra, ops_budget) need ``train``; a suite whose variants
+    need data it lacks is rejected at load time.
+    """
 
     name: str | None = None
     coco: CocoSource | None = None
     split: str = "val"
     train: CocoSource | None = None
+    calibration: CocoSource | None = None
     params: dict[str, Any] = Field(default_factory=dict)
+    transform: TransformSpec | None = None
+
+    @property
+    def has_train(self) -> bool:
+        """A training set exists: a registered dataset's train split, or ``train``."""
+        return self.name is not None or self.train is not None
 
     @model_validator(mode="before")
     @classmethod
@@ -861,6 +1039,25 @@ GENERIC_CHECK_KEYS: tuple[str, ...] = tuple(k for k in CheckSpec.model_fields if
 
 
 # --------------------------------------------------------------------------------------
+# eval
+# --------------------------------------------------------------------------------------
+class EvalSpec(_Spec):
+    """``eval:`` how predictions are made. ``batch_size``: images per inference batch
+    (default None: 32 for detectors, 256 for classifiers); lower it when a large model
+    runs out of GPU memory (32 images of 800×1088 hold about 15 GB). Predictions do not
+    depend on it, so it is not part of their cache key."""
+
+    batch_size: Int | None = Field(None, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            check_keys(data, _field_names(cls), "eval")
+        return data
+
+
+# --------------------------------------------------------------------------------------
 # suite
 # --------------------------------------------------------------------------------------
 def _check_names(data: dict[str, Any], section: str, what: str) -> None:
@@ -910,6 +1107,7 @@ class SuiteSpec(_Spec):
     variants: dict[str, VariantSpec] = Field(min_length=1)
     checks: dict[str, CheckSpec] = Field(min_length=1)
     apply: dict[str, list[str]] = Field(default_factory=dict)
+    eval: EvalSpec = Field(default_factory=EvalSpec)
 
     @model_validator(mode="before")
     @classmethod
@@ -931,7 +1129,7 @@ class SuiteSpec(_Spec):
                 raise SpecProblem(
                     f"metric '{check.metric}' is for {info.task} models, but this suite's "
                     f"model is a {task} model",
-                    hint=f"use a {task} metric ({', '.join(_metrics_for(task))})",
+                    hint=self._task_hint(info.task, task),
                     loc=("checks", name, "metric"),
                 )
             if check.bootstrap and not info.resamplable(task):
@@ -956,7 +1154,54 @@ class SuiteSpec(_Spec):
                 if variant not in self.variants:
                     raise _name_problem(variant, self.variants, "variant", ("apply", check, i))
         self._check_runs()
+        self._check_training_data()
+        if self.data.transform is not None and task == "detection":
+            raise SpecProblem(
+                "data.transform applies to classification data only: detection boxes "
+                "would not match the resized or cropped image",
+                hint="remove the transform (torchvision detectors resize internally)",
+                loc=("data", "transform"),
+            )
         return self
+
+    def _task_hint(self, metric_task: str, task: str) -> str:
+        """How to fix a metric of the other task: a factory without ``task:`` is taken as
+        a detector, so the first fix is to declare the task."""
+        metrics = f"use a {task} metric ({', '.join(_metrics_for(task))})"
+        if self.model.factory is not None and self.model.task is None:
+            return (
+                f"set model.task: {metric_task} first (a factory without task: is taken "
+                f"as a {task} model), or {metrics}"
+            )
+        return metrics
+
+    def _check_training_data(self) -> None:
+        """Every variant's fine-tune and training or calibrating steps have their data."""
+        if self.data.has_train:
+            return
+        add_train = "add data.train: {images: DIR, annotations: FILE.json}"
+        for name, variant in self.variants.items():
+            if variant.finetune is not None and variant.finetune.epochs > 0:
+                raise SpecProblem(
+                    f"variant '{name}' fine-tunes on data.train, which this suite lacks",
+                    hint=f"{add_train}, or remove finetune",
+                    loc=("variants", name, "finetune"),
+                )
+            for i, step in enumerate(variant.compress):
+                use = METHODS.get(step.method).data_use(step.params)
+                if use == "train":
+                    raise SpecProblem(
+                        f"{step.method} trains on data.train, which this suite lacks",
+                        hint=add_train,
+                        loc=("variants", name, "compress", i, step.kind),
+                    )
+                if use == "calibration" and self.data.calibration is None:
+                    raise SpecProblem(
+                        f"{step.method} calibrates on data.train, which this suite lacks",
+                        hint="add data.calibration: {images: DIR, annotations: FILE.json} "
+                        "or data.train",
+                        loc=("variants", name, "compress", i, step.kind),
+                    )
 
     def _check_runs(self) -> None:
         """``runs_test`` and ``anova`` need repeated runs of every variant they gate."""

@@ -21,6 +21,10 @@ REL_TOL = 1e-9
 
 REDUCTIONS = ("worst", "worst_drop", "mean")
 DECIDE_MODES = ("point", "conservative", "lenient")
+BASELINE_HINT = (
+    "check the baseline model's output contract (detectors: boxes [x1, y1, x2, y2] in "
+    "input pixels, model.labels; model.input normalisation), or gate with min/max instead"
+)
 
 
 class Limit(NamedTuple):
@@ -128,20 +132,25 @@ def decide(
     *,
     intervals: Mapping[str, Interval] | None = None,
     mode: str = "point",
+    metric: str = "value",
+    baseline_name: str | None = None,
 ) -> Decision:
     """Check ``value`` (and its baseline) against every threshold that is set.
 
     ``mode`` ``point`` compares the value (and drop, increase, ratio); ``conservative``
     and ``lenient`` compare ``intervals[quantity]`` instead (see the module doc). A NaN
-    value always fails, as does an undefined (NaN) interval; a ratio threshold with a
-    zero baseline fails as undefined. Raises ``HarnessError`` when a relative threshold
-    is set but no baseline is given, or an interval is missing.
+    value always fails, as does an undefined (NaN) interval. Raises ``HarnessError``
+    when a relative threshold is set but no baseline is given, or its baseline value is
+    0 or NaN (``baseline_error``: ``metric`` and ``baseline_name`` name it), or an
+    interval is missing.
     """
     if thresholds.needs_baseline and baseline is None:
         raise HarnessError(
             f"thresholds {thresholds.describe()} compare against a baseline, but none was given",
             hint="pass the baseline variant's value",
         )
+    if thresholds.needs_baseline and unusable_baseline(baseline):
+        raise baseline_error(baseline, metric=metric, baseline_name=baseline_name)
     if mode not in DECIDE_MODES:
         raise HarnessError(f"unknown decide mode {mode!r}", hint=f"use {', '.join(DECIDE_MODES)}")
     missing = [q for q in thresholds.quantities() if mode != "point" and q not in (intervals or {})]
@@ -154,11 +163,28 @@ def decide(
     derived.pop("value", None)
     if math.isnan(value):
         violations = ["value is NaN (the metric could not be computed)"]
-    elif baseline is not None and math.isnan(baseline) and thresholds.needs_baseline:
-        violations = ["baseline value is NaN (the metric could not be computed)"]
     else:
-        violations = _violations(thresholds, value, baseline, derived, intervals or {}, mode)
+        violations = _violations(thresholds, value, derived, intervals or {}, mode)
     return Decision(passed=not violations, violations=violations, derived=derived)
+
+
+def unusable_baseline(value: float | None) -> bool:
+    """Whether relative gates against this baseline value prove nothing: 0 (a drop
+    cannot happen, a ratio is undefined) or NaN (not computed)."""
+    return value is not None and (value == 0 or math.isnan(value))
+
+
+def baseline_error(
+    value: float, *, metric: str = "value", baseline_name: str | None = None, scope: str = ""
+) -> HarnessError:
+    """The error for a relative gate against an unusable baseline, e.g. ``baseline
+    'dense' has map 0.000: gates against it prove nothing``; ``scope`` follows the
+    value (e.g. `` in all 6 classes``)."""
+    who = f"baseline '{baseline_name}'" if baseline_name else "the baseline"
+    return HarnessError(
+        f"{who} has {metric} {value:.3f}{scope}: gates against it prove nothing",
+        hint=BASELINE_HINT,
+    )
 
 
 def gated_quantities(value: Any, baseline: Any) -> dict[str, Any]:
@@ -184,22 +210,19 @@ def _le(a: float, b: float) -> bool:
 def _violations(
     th: Thresholds,
     value: float,
-    baseline: float | None,
     derived: dict[str, float],
     intervals: Mapping[str, Interval],
     mode: str,
 ) -> list[str]:
+    """Violated limits, lower bounds first, then upper bounds (``limits`` order)."""
     out: list[str] = []
     got = {"value": value, **derived}
     for lim in th.limits():
-        if lim.quantity == "ratio" and baseline == 0:
-            out.append(f"ratio undefined: baseline value is 0 ({lim.key} {_fmt(lim.limit)})")
-        elif mode == "point":
+        if mode == "point":
             out += _point_violation(lim, got[lim.quantity])
         else:
             out += _interval_violation(lim, intervals[lim.quantity], mode)
-    # lower bounds first, then upper bounds (``limits`` order); undefined ratios lead
-    return sorted(out, key=lambda v: not v.startswith("ratio undefined"))
+    return out
 
 
 def _satisfies(lim: Limit, x: float) -> bool:

@@ -57,3 +57,21 @@ def test_cuda_timer_measures_device_work() -> None:
     small = min(timer(lambda: a[:64, :64] @ a[:64, :64]) for _ in range(5))
     large = min(timer(lambda: [a @ a for _ in range(10)]) for _ in range(5))
     assert large > 5 * small > 0
+
+
+def test_cuda_paired_latency_uses_events() -> None:
+    from robustness_harness.metrics.latency import latency_ms_paired
+
+    device = torch.device("cuda")
+    model, base = _model().to(device).eval(), _model().to(device).eval()
+    ctx = ModelContext(
+        model=model,
+        data=FakeImages(),
+        device=device,
+        task="classification",
+        baseline_model=lambda: base,
+    )
+    cand, baseline = latency_ms_paired(ctx, batch_size=4, warmup=2, iters=9)
+    assert cand.details["timer"] == baseline.details["timer"] == "cuda_events"
+    assert cand.details["rounds"] == 3 and len(baseline.details["samples_ms"]) == 9
+    assert cand.details["round_ratio_min"] <= cand.details["round_ratio_max"]

@@ -57,3 +57,57 @@ BAD_SUITE = suite_text(
 
 # l1-30 is not fine-tuned (mAP falls to ~0): this suite tests scheduling, not quality.
 TWO_VARIANT_SUITE = _tiny_suite(1.0, pruned("l1-30", "l1_filter", 0.3))
+
+# Every kind of gate outcome in one small suite (needs ERRORS_CONFTEST): magnitude-30
+# passes clean_map_drop and teardown_error (whose teardown then raises), fails
+# strict_map, errors on boom (its metric raises a HarnessError) and is skipped on
+# skip_me (in setup); variant broken's compression raises a RuntimeError.
+ERRORS_SUITE = suite_text(
+    "errs",
+    magnitude(30) + "  broken:\n    compress: [{prune: {method: explode}}]\n",
+    """\
+  clean_map_drop: {metric: map, drop_max: 1.0}
+  strict_map: {metric: map, ratio_min: 2.0}
+  boom: {metric: boom, increase_max: 1.0}
+  skip_me: {metric: map, drop_max: 1.0}
+  teardown_error: {metric: map, drop_max: 1.0}
+apply:
+  strict_map: [magnitude-30]
+  boom: [magnitude-30]
+  skip_me: [magnitude-30]
+  teardown_error: [magnitude-30]
+""",
+    seed=0,
+)
+
+ERRORS_CONFTEST = """
+import pytest
+from pydantic import BaseModel
+
+from robustness_harness import HarnessError, compression_method, metric
+
+
+class NoParams(BaseModel):
+    pass
+
+
+@compression_method("prune", "explode", NoParams)
+def explode(model, params, ctx):
+    raise RuntimeError("layer conv3 has no weights\\n  second line of detail")
+
+
+@metric("boom", task="detection", higher_is_better=False)
+def boom(preds, targets) -> float:
+    raise HarnessError("labels file is empty", file="labels.txt", hint="regenerate it")
+
+
+def pytest_runtest_setup(item):
+    if item.name == "skip_me":
+        pytest.skip("skipped by the test conftest")
+
+
+@pytest.hookimpl(trylast=True)  # after pytest's own teardown
+def pytest_runtest_teardown(item):
+    if item.name == "teardown_error":
+        raise OSError("teardown could not release the device\\nmore")
+"""

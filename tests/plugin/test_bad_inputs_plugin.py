@@ -11,11 +11,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from robustness_harness.data.toydrive import generate_toydrive
-from robustness_harness_models.toydrive import build_toydrive_fcos
+from robustness_harness_models.toydrive import WEIGHTS_FILE
 
 SUITE = """
 suite: user
@@ -45,14 +44,18 @@ def user(pytester: pytest.Pytester, coco: dict[str, Path]) -> pytest.Pytester:
     shutil.copytree(coco["images"], pytester.path / "images")
     shutil.copy(coco["val"], pytester.path / "val.json")
     shutil.copy(coco["train"], pytester.path / "train.json")
-    torch.manual_seed(0)
-    save_file(build_toydrive_fcos().state_dict(), pytester.path / "w.safetensors")
+    save_file(load_file(WEIGHTS_FILE), pytester.path / "w.safetensors")  # scores above 0
     pytester.makepyfile(
         userfactory="""
         from robustness_harness_models.toydrive import build_toydrive_fcos
 
         def good(num_classes):
             return build_toydrive_fcos(num_classes=num_classes)
+
+        def blind(num_classes):  # finds nothing: mAP 0
+            model = build_toydrive_fcos(num_classes=num_classes)
+            model.score_thresh = 1.1
+            return model
 
         def broken(num_classes):
             raise ValueError("backbone width must be a multiple of 8")
@@ -92,6 +95,14 @@ def test_good_inputs_pass(user: pytest.Pytester) -> None:
     user.runpytest("suite.yaml", "--harness-cache", str(user.path / "cache")).assert_outcomes(
         passed=1
     )
+
+
+def test_drop_gate_against_a_zero_baseline(user: pytest.Pytester) -> None:
+    out = run(user, factory="userfactory:blind")
+    assert (
+        "suite.yaml: checks.clean_map_drop: baseline 'dense' has map 0.000: "
+        "gates against it prove nothing (fix: check the baseline model's output contract"
+    ) in out
 
 
 def test_user_factory_that_raises(user: pytest.Pytester) -> None:

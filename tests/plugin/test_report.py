@@ -83,7 +83,8 @@ def test_results_json_validates_and_holds_plot_data(run: Run) -> None:
     doc = run.results
     jsonschema.validate(doc, json.loads(SCHEMA_PATH.read_text()))
     skipped = 0 if torch.cuda.is_available() else 2
-    assert doc["summary"] == {"total": 12, "passed": 12 - skipped, "failed": 0, "skipped": skipped}
+    counts = {"passed": 12 - skipped, "failed": 0, "error": 0, "skipped": skipped}
+    assert doc["summary"] == {"total": 12, **counts} and doc["counts"] == counts
     items = {(r["variant"], r["check"]): r for r in doc["items"]}
     worst = items["magnitude-60", "worst_class"]
     assert (

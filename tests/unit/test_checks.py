@@ -55,3 +55,36 @@ def test_metric_label() -> None:
     assert metric_label("ap75") == "ap75"
     assert metric_label("per_class_ap") == "AP"
     assert metric_label("per_class_accuracy") == "accuracy"
+
+
+def _baseline_error(check: CheckSpec, baseline: object) -> str:
+    from robustness_harness.checks import check_baseline
+    from robustness_harness.errors import HarnessError
+    from robustness_harness.metrics.registry import METRICS
+
+    try:
+        check_baseline(
+            check, METRICS.get(check.metric), baseline, baseline_name="dense", file="s.yaml"
+        )
+    except HarnessError as err:
+        return str(err)
+    return ""
+
+
+def test_gates_against_a_zero_or_nan_baseline_are_errors() -> None:
+    drop = _check(metric="map", drop_max=0.02)
+    assert _baseline_error(drop, 0.0).startswith(
+        "s.yaml: baseline 'dense' has map 0.000: gates against it prove nothing (fix: "
+    )
+    assert "has map nan: gates" in _baseline_error(drop, math.nan)
+    assert _baseline_error(drop, 0.4) == ""
+    assert _baseline_error(_check(metric="map", min=0.1), 0.0) == ""  # absolute: judged
+
+
+def test_per_class_baseline_errors_only_when_every_class_is_zero_or_nan() -> None:
+    worst_drop = _check(metric="per_class_ap", reduce="worst_drop", max=0.08)
+    text = _baseline_error(worst_drop, {"car": 0.0, "bus": math.nan})
+    assert "baseline 'dense' has per_class_ap 0.000 in all 2 classes: gates" in text
+    assert _baseline_error(worst_drop, {"car": 0.5, "bus": math.nan}) == ""  # NaN skipped
+    worst = _check(metric="per_class_ap", reduce="worst", drop_max=0.05)
+    assert "has per_class_ap 0.000:" in _baseline_error(worst, {"a": 0.0, "b": 0.3})

@@ -411,8 +411,8 @@ def test_corrupt_many_loads_each_image_once_and_drops_duplicates() -> None:
 
 def test_worker_errors_reach_the_caller(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(hc, "_CHUNK_UNITS", 1)
-    imgs = {0: scenes(32, 1)[0], 1: np.zeros((16, 16, 3), np.uint8)}
-    with pytest.raises(ValueError, match=r"got shape \(16, 16, 3\)"):
+    imgs = {0: scenes(32, 1)[0], 1: np.zeros((32, 32, 3), np.float32)}
+    with pytest.raises(ValueError, match=r"got dtype float32"):
         corrupt_many(imgs.__getitem__, [0, 1], [("fog", 1)], seed=0, workers=2)
 
 

@@ -16,8 +16,12 @@ import pytest
 from PIL import Image
 
 from robustness_harness.checks import GateStatistics
+from robustness_harness.errors import HarnessError
 from robustness_harness.report import (
     SCHEMA_PATH,
+    collection_record,
+    error_message,
+    gate_record,
     jsonable,
     outcome_record,
     skipped_record,
@@ -25,6 +29,7 @@ from robustness_harness.report import (
 )
 from robustness_harness.spec import CheckSpec
 from robustness_harness.spec.thresholds import Interval
+from robustness_harness_pytest.summary import render_summary
 from tests.unit.builders import decided_outcome
 
 STAMPS = {
@@ -146,7 +151,8 @@ def test_results_json_validates(tmp_path: Path, records: list[dict[str, Any]]) -
     results, _ = write_report(tmp_path / "out", records)
     doc = json.loads(results.read_text())
     jsonschema.validate(doc, json.loads(SCHEMA_PATH.read_text()))
-    assert doc["summary"] == {"total": 6, "passed": 4, "failed": 1, "skipped": 1}
+    assert doc["summary"] == {"total": 6, "passed": 4, "failed": 1, "error": 0, "skipped": 1}
+    assert doc["counts"] == {"passed": 4, "failed": 1, "error": 0, "skipped": 1}
     worst = next(r for r in doc["items"] if r["variant"] == "p50" and r["check"] == "worst")
     assert worst["status"] == "failed" and worst["worst_class"] == "car"
     assert worst["thresholds"] == {"max": 0.15} and worst["violations"]
@@ -202,3 +208,118 @@ def test_confidence_interval_in_results_and_table(tmp_path: Path) -> None:
     assert item["statistics"]["decide"] == "conservative"
     assert item["statistics"]["resamples"] == 1000
     assert "drop [0.0100, 0.0500]" in page.read_text()
+
+
+def _errored(check: str, phase: str, message: str) -> dict[str, Any]:
+    return gate_record("s", "p30", check, "map", status="error", message=message, phase=phase)
+
+
+@pytest.fixture
+def error_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The measured records plus one error per phase: a HarnessError in call, an
+    exception in setup, a gate that passed and then raised in teardown (pytest counts
+    it twice), and a suite file that failed to load."""
+    passed_then_teardown = {
+        **records[0],
+        "status": "error",
+        "phase": "teardown",
+        "message": "OSError: device busy",
+        "outcomes": ["passed", "error"],
+    }
+    return [
+        *records[1:],
+        _errored("boom", "call", str(HarnessError("empty", file="l.txt", hint="regenerate"))),
+        _errored("setup", "setup", "RuntimeError: no GPU lease"),
+        passed_then_teardown,
+        collection_record("suites/broken.yaml", "suites/broken.yaml:3: checks: bad\nsecond"),
+    ]
+
+
+def test_error_records_validate_and_count_like_pytest(
+    tmp_path: Path, error_records: list[dict[str, Any]]
+) -> None:
+    results, page = write_report(tmp_path, error_records)
+    doc = json.loads(results.read_text())
+    jsonschema.validate(doc, json.loads(SCHEMA_PATH.read_text()))
+    assert doc["summary"] == {"total": 9, "passed": 3, "failed": 1, "error": 4, "skipped": 1}
+    # pytest: the call's HarnessError is a failed test, setup/teardown/collection errors
+    # are errors, and the gate whose teardown raised also passed
+    assert doc["counts"] == {"passed": 4, "failed": 2, "error": 3, "skipped": 1}
+    broken = next(r for r in doc["items"] if r.get("phase") == "collect")
+    assert (
+        broken["variant"] is None
+        and broken["message"] == "suites/broken.yaml:3: checks: bad second"
+    )
+    text = page.read_text()
+    assert text.count("<td class='error'>ERROR</td>") == 4
+    assert "l.txt: empty (fix: regenerate)" in text and "RuntimeError: no GPU lease" in text
+    assert "9</b> gates: 3 passed, 1 failed, 4 errors, 1 skipped" in text
+    assert "as pytest counts them: 4 passed, 2 failed, 3 errors, 1 skipped" in text
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        ({"message": "two\nlines"}, "does not match"),
+        ({"phase": None}, "None is not one of"),
+        ({"variant": None}, "None is not of type 'string'"),
+    ],
+)
+def test_exception_schema_rejects_a_bad_error_item(
+    tmp_path: Path, change: dict[str, Any], error: str
+) -> None:
+    results, _ = write_report(tmp_path, [_errored("boom", "call", "ValueError: x")])
+    doc = json.loads(results.read_text())
+    doc["items"][0].update(change)
+    with pytest.raises(jsonschema.ValidationError, match=error):
+        jsonschema.validate(doc, json.loads(SCHEMA_PATH.read_text()))
+
+
+@pytest.mark.parametrize(
+    ("exc", "line"),
+    [
+        (
+            HarnessError("bad\n value", file="a.yaml", hint="fix it"),
+            "a.yaml: bad value (fix: fix it)",
+        ),
+        (ValueError("first line\n  Traceback (most recent call last):"), "ValueError: first line"),
+        (KeyError("weight"), "KeyError: 'weight'"),
+        (RuntimeError(), "RuntimeError"),
+        (OSError("\n\nafter blank lines\nnext"), "OSError: after blank lines"),
+    ],
+)
+def test_error_message_is_one_line(exc: BaseException, line: str) -> None:
+    assert error_message(exc) == line
+
+
+def test_gate_table_lists_errors_with_message_and_pytest_counts() -> None:
+    def row(check: str, status: str, message: str = "", **props: Any) -> dict[str, Any]:
+        outcomes = {"error": ["failed"], "skipped": ["skipped"]}.get(status, [status])
+        return {
+            "nodeid": f"suites/s.yaml::p30::{check}",
+            "harness_variant": "p30",
+            "harness_check": check,
+            "status": status,
+            "message": message,
+            "outcomes": outcomes,
+            **props,
+        }
+
+    rows = [
+        row("map", "passed", harness_value=0.5, harness_threshold="drop_max 0.1"),
+        row("boom", "error", "a.yaml: bad (fix: x)"),
+        row("cuda", "skipped", "no CUDA GPU is present"),
+        {
+            **row("-", "error", "suites/b.yaml: bad"),
+            "nodeid": "suites/b.yaml",
+            "outcomes": ["error"],
+        },
+    ]
+    text = render_summary(rows)
+    assert re.search(r"p30\s+boom\s+ERROR\s+a\.yaml: bad \(fix: x\)", text), text
+    assert re.search(r"p30\s+cuda\s+SKIP\s+no CUDA GPU is present", text), text
+    assert re.search(r"suites/b\.yaml\n.*\n.*ERROR\s+suites/b\.yaml: bad", text), text
+    assert text.splitlines()[-1] == (
+        "4 gates: 1 passed, 0 failed, 2 errors, 1 skipped (pytest: 1 passed, 1 failed, 1 error, "
+        "1 skipped)"
+    )

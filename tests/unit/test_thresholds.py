@@ -91,23 +91,32 @@ def test_nan_value_always_fails() -> None:
         assert decision.violations == ["value is NaN (the metric could not be computed)"]
 
 
-def test_nan_baseline_fails_relative_checks_only() -> None:
-    assert not decide(Thresholds(drop_max=0.1), 0.5, NAN).passed
-    assert "baseline value is NaN" in decide(Thresholds(drop_max=0.1), 0.5, NAN).message
-    assert decide(Thresholds(min=0.1), 0.5, NAN).passed
+@pytest.mark.parametrize("baseline", [0.0, NAN])
+@pytest.mark.parametrize("key", ["drop_max", "increase_max", "ratio_min", "ratio_max"])
+def test_relative_gate_against_zero_or_nan_baseline_is_an_error(key: str, baseline: float) -> None:
+    """A baseline that scored 0 (or nothing) makes every drop gate pass: an error."""
+    with pytest.raises(HarnessError) as err:
+        decide(Thresholds(**{key: 0.1}), 0.0, baseline, metric="map", baseline_name="dense")
+    shown = "0.000" if baseline == 0 else "nan"
+    assert str(err.value).startswith(
+        f"baseline 'dense' has map {shown}: gates against it prove nothing (fix: check the "
+        "baseline model's output contract"
+    )
+
+
+@pytest.mark.parametrize("baseline", [0.0, NAN])
+def test_absolute_thresholds_still_judge_a_zero_or_nan_baseline(baseline: float) -> None:
+    assert decide(Thresholds(min=0.1), 0.5, baseline).passed
+    assert not decide(Thresholds(min=0.1), 0.0, baseline).passed
+    assert decide(Thresholds(max=0.1), 0.0, baseline).passed
 
 
 @pytest.mark.parametrize(("value", "ratio"), [(0.5, math.inf), (-0.5, -math.inf), (0.0, NAN)])
 def test_ratio_with_zero_baseline(value: float, ratio: float) -> None:
-    decision = decide(Thresholds(ratio_min=0.9, ratio_max=1.1), value, 0.0)
-    assert not decision.passed
-    assert decision.violations == [
-        "ratio undefined: baseline value is 0 (ratio_min 0.9)",
-        "ratio undefined: baseline value is 0 (ratio_max 1.1)",
-    ]
-    got = decision.derived["ratio"]
+    got = gated_quantities(value, 0.0)["ratio"]
     assert (math.isnan(got) and math.isnan(ratio)) or got == ratio
-    assert decide(Thresholds(drop_max=0.1), value, 0.0).passed is (-value <= 0.1)
+    with pytest.raises(HarnessError, match=r"the baseline has value 0\.000: gates against it"):
+        decide(Thresholds(ratio_min=0.9, ratio_max=1.1), value, 0.0)
 
 
 def test_infinite_value_is_compared_exactly() -> None:
@@ -122,7 +131,7 @@ def test_exception_relative_threshold_without_baseline() -> None:
 
 @given(
     value=st.floats(0, 1),
-    baseline=st.floats(0, 1),
+    baseline=st.floats(0, 1, exclude_min=True),  # a zero baseline is an error (see above)
     limit=st.floats(0, 1),
 )
 def test_drop_max_passes_iff_drop_within_limit(value: float, baseline: float, limit: float) -> None:
