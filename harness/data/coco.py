@@ -315,7 +315,8 @@ class CocoDetectionData:
     @property
     def fingerprint(self) -> str:
         """sha256 over the canonical COCO json of these images and each image file's
-        name and size (pixels are not read)."""
+        name and content digest, so an image edited in place (same name, same size)
+        gives a new fingerprint."""
         if self._fingerprint is None:
             h = hashlib.sha256()
             canon = json.dumps(self.coco_gt(), sort_keys=True, separators=(",", ":"))
@@ -323,11 +324,11 @@ class CocoDetectionData:
             for image_id in self.image_ids:
                 path = self.image_path(image_id)
                 try:
-                    size = path.stat().st_size
+                    content = hashlib.sha256(path.read_bytes()).hexdigest()
                 except OSError:
                     self.load_image(image_id)  # raises the DataError naming the file
                     raise
-                h.update(f"\n{self._images[image_id]['file_name']}\t{size}".encode())
+                h.update(f"\n{self._images[image_id]['file_name']}\t{content}".encode())
             self._fingerprint = h.hexdigest()
         return self._fingerprint
 

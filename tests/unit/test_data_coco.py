@@ -187,6 +187,17 @@ def test_fingerprint(data: CocoDetectionData, coco: tuple[Path, Path]) -> None:
     assert CocoDetectionData.load(*coco).fingerprint != fp
 
 
+def test_image_edited_in_place_changes_the_fingerprint(coco: tuple[Path, Path]) -> None:
+    """Same name, same byte size, other pixels: the cached results must not be reused."""
+    fp = CocoDetectionData.load(*coco).fingerprint
+    path = coco[0] / "a.png"
+    raw = bytearray(path.read_bytes())
+    raw[-20] ^= 0xFF  # flip one byte inside the file: the size stays the same
+    path.write_bytes(bytes(raw))
+    assert len(raw) == path.stat().st_size
+    assert CocoDetectionData.load(*coco).fingerprint != fp
+
+
 def test_coco_gt_works_with_pycocotools(data: CocoDetectionData) -> None:
     pycocotools_coco = pytest.importorskip("pycocotools.coco")
     gt = pycocotools_coco.COCO()
