@@ -51,6 +51,8 @@ def _attributes(module: nn.Module) -> dict[str, Any] | None:
         return {"normalized_shape": list(module.normalized_shape)}
     if isinstance(module, FrozenBatchNorm2d):
         return {"num_features": int(module.weight.shape[0])}
+    if isinstance(module, nn.PReLU):  # one slope per channel, or one shared slope
+        return {"num_parameters": module.num_parameters}
     return None
 
 
@@ -103,6 +105,8 @@ def _expected_shapes(module: nn.Module) -> dict[str, Shape]:
     if isinstance(module, nn.LayerNorm):
         shape = tuple(module.normalized_shape)
         return {"weight": shape, "bias": shape}
+    if isinstance(module, nn.PReLU):
+        return {"weight": (module.num_parameters,)}
     if isinstance(module, nn.GroupNorm):
         channels: Shape = (module.num_channels,)
     elif isinstance(module, nn.modules.batchnorm._NormBase):
