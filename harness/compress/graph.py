@@ -1,8 +1,8 @@
 """Structured-pruning plumbing shared by the channel-removing methods (torch-pruning DepGraph).
 
-``trace_plan`` says how to trace a model (torchvision FCOS/RetinaNet detectors through
-backbone + head with the output convs kept; classifiers images → logits with the
-logit layer kept); ``make_pruner`` builds a ``MetaPruner`` on it; ``channel_groups``
+``trace_plan`` says how to trace a model (torchvision detectors through backbone + head,
+or + RPN head for Faster R-CNN, with the output convs kept; classifiers images → logits
+with the logit layer kept); ``make_pruner`` builds a ``MetaPruner`` on it; ``channel_groups``
 lists the coupled channel groups (``ChannelGroup``: one root layer, its slots, the
 GroupNorm/grouped-conv channel groups); ``remove_slots`` physically removes chosen
 slots. ``FrozenBatchNorm2d`` gets its own pruner.
@@ -12,18 +12,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch_pruning as tp
 from torch import nn
-from torchvision.models.detection import FCOS, RetinaNet
+from torchvision.models.detection import FCOS, FasterRCNN, RetinaNet
+from torchvision.models.detection.ssd import SSD
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from robustness_harness.errors import HarnessError
 from robustness_harness.registry import did_you_mean
 
+#: torchvision detection families the structured methods trace (``_detector_parts``).
+DETECTOR_TYPES: tuple[type[nn.Module], ...] = (FCOS, RetinaNet, SSD, FasterRCNN)
 #: Layers whose ``weight`` the pruning methods prune.
 PRUNABLE_TYPES: tuple[type[nn.Module], ...] = (nn.modules.conv._ConvNd, nn.Linear)
 #: Per-channel normalisation layers (their output is a channel's last per-channel value).
@@ -50,6 +53,8 @@ class TracePlan:
     forward_fn: Callable[[nn.Module, torch.Tensor], Any] | None
     keep: list[nn.Module]
     black: torch.Tensor  # an all-black batch as ``example`` is given (attribution baseline)
+    unwrapped: list[tuple[nn.Parameter, int]] = field(default_factory=list)
+    """Parameters used outside a layer (e.g. SSD's L2-norm scale) and their channel dim."""
 
     def run(self, model: nn.Module, images: torch.Tensor | None = None) -> Any:
         """The traced forward pass on ``images`` (default: the example batch)."""
@@ -87,24 +92,77 @@ def modes_kept(model: nn.Module) -> Iterator[None]:
 
 
 def detector_forward(model: nn.Module, images: torch.Tensor) -> Any:
-    """Backbone + head of a torchvision one-stage detector on normalised images."""
+    """Backbone + head of a torchvision one-stage detector (FCOS, RetinaNet, SSD,
+    SSDlite) on normalised images."""
     return model.head(list(model.backbone(images).values()))
 
 
-def _detector_plan(model: FCOS | RetinaNet, images: torch.Tensor) -> TracePlan:
-    mean = torch.tensor(model.transform.image_mean, dtype=images.dtype).view(1, -1, 1, 1)
-    std = torch.tensor(model.transform.image_std, dtype=images.dtype).view(1, -1, 1, 1)
+def rcnn_forward(model: nn.Module, images: torch.Tensor) -> Any:
+    """Backbone (+ FPN), RPN head and RoI box head of a torchvision Faster R-CNN on
+    normalised images (the box head on one whole-image box per image)."""
+    features = model.backbone(images)
+    rpn = model.rpn.head(list(features.values()))
+    h, w = images.shape[-2:]
+    boxes = [images.new_tensor([[0.0, 0.0, float(w), float(h)]]) for _ in range(len(images))]
+    pooled = model.roi_heads.box_roi_pool(features, boxes, [(h, w)] * len(images))
+    return rpn, model.roi_heads.box_predictor(model.roi_heads.box_head(pooled))
+
+
+def _last_conv(module: nn.Module) -> nn.Module:
+    return [m for m in module.modules() if isinstance(m, nn.Conv2d)][-1]
+
+
+def _detector_parts(model: nn.Module) -> tuple[Callable[[nn.Module, torch.Tensor], Any], list]:
+    """The traced forward and the layers whose output width must stay, per family.
+
+    One-stage heads keep their output convs. SSD keeps the last conv of each level's
+    head, and SSD300-VGG16 the conv its L2-norm scale multiplies (an unwrapped
+    parameter torch-pruning cannot resize). Faster R-CNN prunes backbone body, FPN
+    inner channels, the RPN conv and the RoI box head's hidden layers (fc6/fc7); the
+    FPN outputs keep their width (the RPN, the RoI pooling and any mask head read
+    them), as do the RPN's and the box predictor's output layers.
+    """
+    if isinstance(model, FasterRCNN):
+        fpn = getattr(model.backbone, "fpn", None)
+        outputs = [_last_conv(block) for block in fpn.layer_blocks] if fpn is not None else []
+        if fpn is None:  # a single feature map straight from the body: keep its last conv
+            outputs = [_last_conv(model.backbone)]
+        predictor = model.roi_heads.box_predictor
+        rpn = [model.rpn.head.cls_logits, model.rpn.head.bbox_pred]
+        return rcnn_forward, [*rpn, *outputs, predictor.cls_score, predictor.bbox_pred]
     head = model.head
+    if isinstance(model, SSD):
+        keep = [_last_conv(entry) for entry in head.classification_head.module_list]
+        keep += [_last_conv(entry) for entry in head.regression_head.module_list]
+        if _scale_weight(model) is not None:
+            keep.append(_last_conv(model.backbone.features))
+        return detector_forward, keep
     keep = [head.classification_head.cls_logits, head.regression_head.bbox_reg]
     if isinstance(model, FCOS):
         keep.append(head.regression_head.bbox_ctrness)
+    return detector_forward, keep
+
+
+def _scale_weight(model: nn.Module) -> nn.Parameter | None:
+    """SSD300-VGG16's per-channel L2-norm scale, a parameter outside any layer."""
+    scale = getattr(getattr(model, "backbone", None), "scale_weight", None)
+    return scale if isinstance(scale, nn.Parameter) else None
+
+
+def _detector_plan(model: nn.Module, images: torch.Tensor) -> TracePlan:
+    mean = torch.tensor(model.transform.image_mean, dtype=images.dtype).view(1, -1, 1, 1)
+    std = torch.tensor(model.transform.image_std, dtype=images.dtype).view(1, -1, 1, 1)
+    forward, keep = _detector_parts(model)
     mean, std = mean.to(images), std.to(images)
-    return TracePlan((images - mean) / std, detector_forward, keep, (0 * images - mean) / std)
+    scale = _scale_weight(model)
+    unwrapped = [(scale, 0)] if scale is not None else []
+    return TracePlan((images - mean) / std, forward, keep, (0 * images - mean) / std, unwrapped)
 
 
 def _unsupported(model: nn.Module, why: str, method: str) -> HarnessError:
     return HarnessError(
-        f"{method} supports torchvision FCOS/RetinaNet detectors and plain classifiers "
+        f"{method} supports torchvision detectors (Faster R-CNN, RetinaNet, FCOS, SSD, "
+        f"SSDlite) and plain classifiers "
         f"(images -> logits); {type(model).__name__} {why}",
         hint="use prune: {method: global_magnitude, ...} for this model",
     )
@@ -140,7 +198,7 @@ def trace_plan(
     example images (None: all); ``ignore``: modules to keep."""
     device = next(model.parameters(), torch.empty(0)).device
     images = example_inputs[:batch].to(device=device, dtype=torch.float32)
-    if isinstance(model, (FCOS, RetinaNet)):
+    if isinstance(model, DETECTOR_TYPES):
         plan = _detector_plan(model, images)
     elif isinstance(model, PRUNABLE_TYPES) or not prunable_layers(model):
         raise _unsupported(model, "has no prunable inner layers", method)
@@ -191,6 +249,7 @@ def make_pruner(
         round_to=round_to,
         iterative_steps=iterative_steps,
         forward_fn=plan.forward_fn,
+        unwrapped_parameters=plan.unwrapped or None,
         customized_pruners={FrozenBatchNorm2d: FrozenBatchNormPruner()},
         # fresh dicts: torch-pruning's defaults are shared mutable objects
         in_channel_groups={},
