@@ -2,23 +2,21 @@
 
 The preflight imports the factory, loads every checkpoint the suite names into the
 architecture, opens every image of every data set the suite reads, runs one small batch
-through the base model (task, output contract, input size) and dry-runs each compression
-step on a copy of the model with training replaced by a no-op, so that an unsupported
-(architecture × method) pair shows before an hour of fine-tuning. Each problem is one
+through the base model (task, output contract, input size) and dry-runs each variant's
+compression steps, in order, on a copy of its start model with training replaced by a
+no-op (``HarnessSession.dry_run``, which also runs before every build), so that an
+unsupported (architecture × method) pair shows before an hour of fine-tuning. Each problem is one
 line naming the file and field.
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from typing import Any
 
-import torch
 from PIL import Image
 from torch import nn
 
-from robustness_harness.compress.registry import METHODS, CompressContext
 from robustness_harness.errors import HarnessError
 from robustness_harness.session import HarnessSession
 from robustness_harness.spec import Suite
@@ -66,9 +64,9 @@ def preflight(session: HarnessSession, suite: Suite) -> list[str]:
     eval_data = session.dataset(suite)
     problems.attempt("model", lambda: _one_batch(session, suite, base, eval_data))
     for name, variant in spec.variants.items():
-        for i, step in enumerate(variant.compress):
-            field = f"variants.{name}.compress[{i}]"
-            problems.attempt(field, lambda step=step: _dry_run(session, suite, base, step))
+        if variant.compress:
+            field = f"variants.{name}"
+            problems.attempt(field, lambda name=name: session.dry_run(suite, name))
     return problems.lines
 
 
@@ -106,18 +104,3 @@ def _one_batch(session: HarnessSession, suite: Suite, model: nn.Module, data: An
     """Predict the first images, which checks the task and the output contract."""
     ids = list(data.image_ids[:BATCH_IMAGES])
     session.task(suite).predict(model, data, image_ids=ids, batch_size=len(ids), device="cpu")
-
-
-def _dry_run(session: HarnessSession, suite: Suite, base: nn.Module, step: Any) -> None:
-    """Apply one compression step to a copy of the base model, training as a no-op."""
-    info = METHODS.get(step.method, file=str(suite.path), field="compress")
-    example = session.example_batch(suite)
-    ctx = CompressContext(
-        example_inputs=example,
-        seed=suite.spec.seed,
-        progress=lambda _line: None,
-        train=lambda *_args, **_kwargs: None,
-        extras={"calibration_images": lambda n: example[: max(1, min(n, len(example)))]},
-    )
-    with torch.random.fork_rng(devices=[]):
-        info.fn(copy.deepcopy(base), step.params, ctx)

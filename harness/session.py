@@ -28,6 +28,7 @@ from robustness_harness.compress.quantize import parameter_counts, split_quantiz
 from robustness_harness.compress.registry import METHODS, CompressContext
 from robustness_harness.data.classification import ClassificationData
 from robustness_harness.data.coco import CocoDetectionData
+from robustness_harness.dry_run import dry_run_steps
 from robustness_harness.errors import HarnessError, ModelOutputError
 from robustness_harness.input_contract import inner_model, wrap
 from robustness_harness.predictions import Predictions, load_predictions
@@ -114,6 +115,8 @@ class HarnessSession:
         self._predictions: dict[str, Predictions] = {}
         self._sources: dict[Path, str] = {}
         self._rebuilt: set[str] = set()
+        self._dry_runs: set[str] = set()
+        self._unbuildable: dict[str, HarnessError] = {}
         self.memo: dict[Any, Any] = {}
 
     # -- suites and data -------------------------------------------------------------
@@ -388,13 +391,19 @@ class HarnessSession:
             return self._models[key].model
         if not suite.spec.variants[variant].changes_weights:
             return self._start(suite, variant).model
+        if key in self._unbuildable:  # one build attempt per session, not one per check
+            raise self._unbuildable[key]
         build, _ = self._builder(suite)
-        entry, built = self.cache.get_or_build(
-            "ckpt",
-            key,
-            lambda tmp: self._build_variant(suite, variant, tmp),
-            rebuild=self.take_rebuild(key),
-        )
+        try:
+            entry, built = self.cache.get_or_build(
+                "ckpt",
+                key,
+                lambda tmp: self._build_checked(suite, variant, tmp),
+                rebuild=self.take_rebuild(key),
+            )
+        except HarnessError as err:
+            self._unbuildable[key] = err
+            raise
         model = load_checkpoint(build, entry.path)
         base_key = self._base(suite).key
         self._models = {k: v for k, v in self._models.items() if k == base_key}
@@ -402,6 +411,30 @@ class HarnessSession:
         if not built:
             self.progress(f"reused checkpoint {suite.spec.suite}/{variant} [{key[:10]}]")
         return model
+
+    def dry_run(self, suite: Suite, variant: str) -> None:
+        """``variant``'s compression steps on a copy of its start model, without training
+        (``robustness_harness.dry_run``): an unsupported (architecture × method) pair is
+        one ``HarnessError`` in seconds. Once per variant and session."""
+        key = self.checkpoint_key(suite, variant)
+        if key in self._dry_runs:
+            return
+        dry_run_steps(
+            self._start(suite, variant).model,
+            suite.spec.variants[variant].compress,
+            self.example_batch(suite),
+            seed=self.seed(suite, variant),
+            suite_path=suite.path,
+            variant=_SUFFIX.split(variant)[0],
+        )
+        self._dry_runs.add(key)
+        twin = self.float_twin_variant(suite, variant)
+        if twin is not None:  # its steps were just run, before the quantize step
+            self._dry_runs.add(self.checkpoint_key(*twin))
+
+    def _build_checked(self, suite: Suite, variant: str, out_dir: Path) -> dict[str, Any]:
+        self.dry_run(suite, variant)
+        return self._build_variant(suite, variant, out_dir)
 
     def take_rebuild(self, key: str) -> bool:
         if not self.options.rebuild or key in self._rebuilt:
@@ -665,6 +698,7 @@ def run_index(variant: str) -> int:
 
 
 _RUN = re.compile(r"#run(\d+)")
+_SUFFIX = re.compile(r"[#~]")  # a derived variant's name: <variant>#run<r>, <variant>~float
 
 
 EXAMPLE_IMAGES = 4

@@ -49,6 +49,12 @@ def build_branchy(num_classes: int = 12) -> nn.Module:
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A user project: a factory package, weights, a small COCO classification set."""
+    return make_project(tmp_path, monkeypatch)
+
+
+def make_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``deeppkg.net`` (``NET``) importable from ``tmp_path`` (the current directory),
+    its weights, and a toysigns COCO set with train and val splits."""
     (tmp_path / "deeppkg").mkdir()
     (tmp_path / "deeppkg" / "__init__.py").write_text("")
     (tmp_path / "deeppkg" / "net.py").write_text(NET)
@@ -68,7 +74,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def _suite(project: Path, *, model: str = "", variants: str = "", train: bool = False) -> Path:
+def suite_file(project: Path, *, model: str = "", variants: str = "", train: bool = False) -> Path:
     images, val, train_json = (project / "paths.txt").read_text().split("\n")
     model = (
         model or "{factory: 'deeppkg.net:build', checkpoint: net.safetensors, task: classification}"
@@ -86,14 +92,14 @@ def _suite(project: Path, *, model: str = "", variants: str = "", train: bool = 
     return path
 
 
-def _validate(path: Path, capsys: pytest.CaptureFixture[str], *deep: str) -> tuple[int, str]:
+def validate(path: Path, capsys: pytest.CaptureFixture[str], *deep: str) -> tuple[int, str]:
     code = main(["validate", *deep, str(path), "--cache", str(path.parent / "cache")])
     return code, capsys.readouterr().out
 
 
 def test_good_suite_passes_deep(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     variants = "  int8:\n    compress: [{quantize: {method: ptq_int8, calibration_images: 4}}]\n"
-    code, out = _validate(_suite(project, variants=variants, train=True), capsys, "--deep")
+    code, out = validate(suite_file(project, variants=variants, train=True), capsys, "--deep")
     assert code == 0, out
     assert out.startswith("ok ") and "deep" in out
 
@@ -128,10 +134,10 @@ def test_deep_finds_what_plain_validate_calls_ok(
         variants = (
             "  int8:\n    compress: [{quantize: {method: ptq_int8, calibration_images: 4}}]\n"
         )
-    path = _suite(project, model=model, variants=variants, train=True)
-    code, out = _validate(path, capsys)
+    path = suite_file(project, model=model, variants=variants, train=True)
+    code, out = validate(path, capsys)
     assert code == 0 and out.startswith("ok "), out  # the schema alone cannot see it
-    code, out = _validate(path, capsys, "--deep")
+    code, out = validate(path, capsys, "--deep")
     assert code == 1, out
     lines = [line for line in out.splitlines() if line.startswith("INVALID")]
     assert lines and all(str(project) in line for line in lines), out  # names the file
@@ -143,7 +149,7 @@ def test_missing_training_set_is_found_without_deep(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     variants = "  tuned: {finetune: {epochs: 1}}\n"
-    code, out = _validate(_suite(project, variants=variants), capsys)
+    code, out = validate(suite_file(project, variants=variants), capsys)
     assert code == 1 and "data.train" in out and "tuned" in out, out
 
 
@@ -157,6 +163,6 @@ def test_one_batch_catches_a_model_that_cannot_take_the_images(
     net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 28 * 28, 12))
     save_file(net.state_dict(), project / "fixed.safetensors")
     model = "{factory: 'deeppkg.fixed:build', checkpoint: fixed.safetensors, task: classification}"
-    code, out = _validate(_suite(project, model=model), capsys, "--deep")
+    code, out = validate(suite_file(project, model=model), capsys, "--deep")
     assert code == 1, out
     assert "INVALID" in out and "Traceback" not in out and str(project) in out
