@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 import torchvision.models.detection as detection
@@ -50,6 +50,17 @@ def _no_boxes(model: nn.Module) -> nn.Module:
     return model
 
 
+def alternating_medians(first: nn.Module, second: nn.Module, rounds: int) -> tuple[float, float]:
+    """Median seconds of each model on one 640×480 image, timed in alternating rounds."""
+    image = [torch.rand(3, 480, 640)]
+    times: tuple[list[float], list[float]] = ([], [])
+    _seconds(first, image), _seconds(second, image)  # warm-up
+    for r in range(rounds):
+        for i in (0, 1) if r % 2 == 0 else (1, 0):
+            times[i].append(_seconds((first, second)[i], image))
+    return statistics.median(times[0]), statistics.median(times[1])
+
+
 def measure(name: str, rounds: int) -> str:
     torch.manual_seed(0)
     dense = _no_boxes(FAMILIES[name](weights=None, weights_backbone=None, num_classes=9).eval())
@@ -60,32 +71,36 @@ def measure(name: str, rounds: int) -> str:
     start = time.perf_counter()
     pruned = finalize_pruning(info.fn(twin, info.params(sparsity=0.5), ctx)).eval()
     prune_s = time.perf_counter() - start
-    image = [torch.rand(3, 480, 640)]
-    times: dict[str, list[float]] = {"dense": [], "pruned": []}
-    _seconds(dense, image), _seconds(pruned, image)  # warm-up
-    for r in range(rounds):
-        order = ("dense", "pruned") if r % 2 == 0 else ("pruned", "dense")
-        for which in order:
-            times[which].append(_seconds(dense if which == "dense" else pruned, image))
+    t_dense, t_pruned = alternating_medians(dense, pruned, rounds)
     p_dense, p_pruned = count_parameters(dense)[0], count_parameters(pruned)[0]
-    t_dense, t_pruned = (statistics.median(times[k]) for k in ("dense", "pruned"))
     return (
         f"| {name} | {p_dense / 1e6:.1f} M | {p_pruned / p_dense:.2f}× | {t_dense:.2f} s "
         f"| {t_pruned / t_dense:.2f}× | {prune_s:.1f} s |"
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--families", nargs="*", default=list(FAMILIES), choices=list(FAMILIES))
+def print_table(
+    doc: str, header: str, measure: Callable[[str, int], str], families: Sequence[str], rounds: int
+) -> None:
+    """Parse ``--rounds`` and ``--families`` (default ``families``), then print the
+    markdown table: ``header`` and one ``measure(family, rounds)`` row per family."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("--families", nargs="*", default=list(families), choices=list(FAMILIES))
     args = parser.parse_args()
     torch.set_num_threads(2)
-    print("| family | dense params | params (l1_filter 50 %) | dense CPU latency, 640×480 "
-          "| latency ratio | pruning took |")  # fmt: skip
-    print("|---|---|---|---|---|---|")
+    print(header)
+    print("|---" * (header.count("|") - 1) + "|")
     for name in args.families:
         print(measure(name, args.rounds), flush=True)
+
+
+def main() -> None:
+    header = (
+        "| family | dense params | params (l1_filter 50 %) | dense CPU latency, 640×480 "
+        "| latency ratio | pruning took |"
+    )
+    print_table(__doc__, header, measure, list(FAMILIES), rounds=3)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from robustness_harness.compress.registry import METHODS, CompressContext
+from robustness_harness.compress.targeting import FORWARD, apply_to_modules, example_forward
 from robustness_harness.errors import HarnessError
 from robustness_harness.input_contract import inner_model
 
@@ -34,12 +35,14 @@ def dry_run_steps(
     example: torch.Tensor,
     *,
     seed: int,
+    task: str,
     suite_path: str | Path,
     variant: str,
 ) -> None:
     """Apply ``steps`` to a copy of ``model`` without training; a step that fails raises
     one ``HarnessError`` located at ``variants.<variant>.compress[i]`` that names the
-    method and the architecture."""
+    method and the architecture. ``task``: how the model takes the example batch (for
+    ``modules:`` steps, ``robustness_harness.compress.targeting``)."""
     arch = type(inner_model(model)).__name__
     current = copy.deepcopy(model)
     ctx = CompressContext(
@@ -47,7 +50,10 @@ def dry_run_steps(
         seed=seed,
         progress=lambda _line: None,
         train=lambda *_args, **_kwargs: None,
-        extras={"calibration_images": lambda n: example[: max(1, min(n, len(example)))]},
+        extras={
+            "calibration_images": lambda n: example[: max(1, min(n, len(example)))],
+            FORWARD: example_forward(task, example),
+        },
     )
     for i, step in enumerate(steps):
         info = METHODS.get(step.method, file=str(suite_path), field=f"variants.{variant}")
@@ -55,7 +61,7 @@ def dry_run_steps(
         try:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed + i)
-                current = info.fn(current, step.params, ctx)
+                current = apply_to_modules(info.fn, current, step.params, ctx, step.modules)
         except HarnessError as err:
             raise _unsupported(err.message, err.field, err.hint, step.method, arch).with_context(
                 file=suite_path, field_prefix=where

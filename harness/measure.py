@@ -542,7 +542,7 @@ def _paired_model_metric(
     (the CPU when either is quantized); never cached (it is a measurement of now)."""
     assert info.paired is not None
     cand_name, base_name = variants
-    twins = [session.float_twin(suite, v) for v in variants]  # before loading: twins evict
+    twins = [session.twin(suite, v) for v in variants]  # before loading: twins evict
     quantized = any(t is not None for t in twins)
     device, note = _quantized_on_cpu(check_device(session, check), quantized)
     loaded = session.loaded(suite, cand_name)
@@ -556,7 +556,7 @@ def _paired_model_metric(
         seed=session.eval_seed(suite),
         checkpoint_dir=loaded.meta.get("dir"),
         baseline_model=lambda: base_model.to(device),
-        float_model=None if twins[0] is None else twins[0].to(device),
+        twin=None if twins[0] is None else twins[0].to(device),
         progress=session.progress,
     )
     try:
@@ -580,7 +580,7 @@ def _model_metric(
     data: Any,
 ) -> Measurement:
     device = check_device(session, check)
-    twin = session.float_twin(suite, variant)  # before loaded(): loading the twin evicts
+    twin = session.twin(suite, variant)  # before loaded(): loading the twin evicts
     loaded = session.loaded(suite, variant)
     device, note = _quantized_on_cpu(device, twin is not None)
     key = cache_key(
@@ -605,7 +605,7 @@ def _model_metric(
             seed=session.eval_seed(suite),
             checkpoint_dir=loaded.meta.get("dir"),
             baseline_model=lambda: session.model(suite, suite.spec.baseline).to(device),
-            float_model=None if twin is None else twin.to(device),
+            twin=None if twin is None else twin.to(device),
             progress=session.progress,
         )
         try:

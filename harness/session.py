@@ -24,8 +24,14 @@ from robustness_harness.checkpoint import load_checkpoint, load_user_weights, sa
 from robustness_harness.checks import CheckOutcome
 from robustness_harness.compress import finalize_pruning
 from robustness_harness.compress.prune import count_parameters
-from robustness_harness.compress.quantize import parameter_counts, split_quantize_steps
+from robustness_harness.compress.quantize import (
+    CHECKPOINT_FORMAT,
+    fake_quant_twin,
+    parameter_counts,
+    split_quantize_steps,
+)
 from robustness_harness.compress.registry import METHODS, CompressContext
+from robustness_harness.compress.targeting import FORWARD, apply_to_modules, example_forward
 from robustness_harness.data.classification import ClassificationData
 from robustness_harness.data.coco import CocoDetectionData
 from robustness_harness.dry_run import dry_run_steps
@@ -382,6 +388,7 @@ class HarnessSession:
                 used[f"calibration[{i}]"] = _selection(
                     "calibration", data, step.params.calibration_images
                 )
+                used["quantized_format"] = CHECKPOINT_FORMAT
         return used
 
     def model(self, suite: Suite, variant: str) -> nn.Module:
@@ -419,18 +426,19 @@ class HarnessSession:
         key = self.checkpoint_key(suite, variant)
         if key in self._dry_runs:
             return
+        source = self.float_variant(suite, variant)  # first: a misplaced quantize step
         dry_run_steps(
             self._start(suite, variant).model,
             suite.spec.variants[variant].compress,
             self.example_batch(suite),
             seed=self.seed(suite, variant),
+            task=self.task(suite).name,
             suite_path=suite.path,
             variant=_SUFFIX.split(variant)[0],
         )
         self._dry_runs.add(key)
-        twin = self.float_twin_variant(suite, variant)
-        if twin is not None:  # its steps were just run, before the quantize step
-            self._dry_runs.add(self.checkpoint_key(*twin))
+        if source is not None:  # its steps were just run, before the quantize step
+            self._dry_runs.add(self.checkpoint_key(*source))
 
     def _build_checked(self, suite: Suite, variant: str, out_dir: Path) -> dict[str, Any]:
         self.dry_run(suite, variant)
@@ -444,14 +452,14 @@ class HarnessSession:
 
     def _build_variant(self, suite: Suite, variant: str, out_dir: Path) -> dict[str, Any]:
         v = suite.spec.variants[variant]
-        twin = self.float_twin(suite, variant)
-        if twin is not None:  # post-training quantization of the cached float model
+        source = self.float_model(suite, variant)
+        if source is not None:  # post-training quantization of the cached float model
             quantize_steps = self._quantize_steps(suite, variant)[1]
             v = v.model_copy(update={"compress": quantize_steps, "finetune": None})
         seed = self.seed(suite, variant)
         start = time.perf_counter()
         base = self._base(suite).model
-        model = copy.deepcopy(self._start(suite, variant).model if twin is None else twin)
+        model = copy.deepcopy(self._start(suite, variant).model if source is None else source)
         total_before, _ = count_parameters(base)
         trains = self.trains(suite, variant)
         train = self.dataset(suite, "train") if trains else None
@@ -464,14 +472,15 @@ class HarnessSession:
             extras={
                 "calibration_images": lambda n: _example_batch(
                     self.dataset(suite, "calibration"), n
-                )
+                ),
             },
         )
+        ctx.extras[FORWARD] = example_forward(self.task(suite).name, ctx.example_inputs)
         for i, step in enumerate(v.compress):
             info = METHODS.get(step.method, file=str(suite.path), field=f"variants.{variant}")
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed + i)
-                model = info.fn(model, step.params, ctx)
+                model = apply_to_modules(info.fn, model, step.params, ctx, step.modules)
             steps_text.append(f"{step.kind} {step.method} {_step_args(step.params)}")
         if v.finetune is not None and v.finetune.epochs > 0 and train is not None:
             recipe = _recipe(v.finetune, seed)
@@ -540,7 +549,7 @@ class HarnessSession:
         field_name = f"variants.{variant}.compress"
         return split_quantize_steps(steps, file=str(suite.path), field=field_name)
 
-    def float_twin_variant(self, suite: Suite, variant: str) -> tuple[Suite, str] | None:
+    def float_variant(self, suite: Suite, variant: str) -> tuple[Suite, str] | None:
         """``variant`` without its quantize step, as ``(suite, name)`` of a derived variant
         (same seed and fine-tune); None when ``variant`` is not quantized.
 
@@ -551,20 +560,31 @@ class HarnessSession:
         if not quantize_steps:
             return None
         name = f"{variant}~float"
-        twin = suite.spec.variants[variant].model_copy(update={"compress": float_steps})
-        spec = suite.spec.model_copy(update={"variants": {**suite.spec.variants, name: twin}})
+        source = suite.spec.variants[variant].model_copy(update={"compress": float_steps})
+        spec = suite.spec.model_copy(update={"variants": {**suite.spec.variants, name: source}})
         return dataclasses.replace(suite, spec=spec), name
 
-    def float_twin(self, suite: Suite, variant: str) -> nn.Module | None:
+    def float_model(self, suite: Suite, variant: str) -> nn.Module | None:
         """The float model a quantized ``variant`` is quantized from (after its fine-tune),
-        built and cached like any checkpoint; attacks take gradients of it. None for a
-        float variant."""
-        twin = self.float_twin_variant(suite, variant)
-        if twin is None:
+        built and cached like any checkpoint. None for a float variant."""
+        source = self.float_variant(suite, variant)
+        if source is None:
             return None
-        memo = ("float_twin", self.checkpoint_key(*twin))
+        memo = ("float_model", self.checkpoint_key(*source))
         if memo not in self.memo:
-            self.memo[memo] = self.model(*twin)
+            self.memo[memo] = self.model(*source)
+        return self.memo[memo]
+
+    def twin(self, suite: Suite, variant: str) -> nn.Module | None:
+        """The fake-quant twin of a quantized ``variant`` (``fake_quant_twin``), which
+        gradient attacks and saliency differentiate: rebuilt from the cached float and
+        quantized checkpoints, kept for the session. None for a float variant."""
+        source = self.float_model(suite, variant)
+        if source is None:
+            return None
+        memo = ("twin", self.checkpoint_key(suite, variant))
+        if memo not in self.memo:
+            self.memo[memo] = fake_quant_twin(source, self.model(suite, variant))
         return self.memo[memo]
 
     # -- predictions and checks -------------------------------------------------------

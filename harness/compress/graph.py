@@ -18,10 +18,13 @@ from typing import Any
 import torch
 import torch_pruning as tp
 from torch import nn
+from torchvision.models.convnext import CNBlock
 from torchvision.models.detection import FCOS, FasterRCNN, RetinaNet
 from torchvision.models.detection.ssd import SSD
+from torchvision.models.vision_transformer import Encoder, VisionTransformer
 from torchvision.ops.misc import FrozenBatchNorm2d
 
+from robustness_harness.compress.structure import sync_derived
 from robustness_harness.errors import HarnessError
 from robustness_harness.registry import did_you_mean
 
@@ -55,6 +58,8 @@ class TracePlan:
     black: torch.Tensor  # an all-black batch as ``example`` is given (attribution baseline)
     unwrapped: list[tuple[nn.Parameter, int]] = field(default_factory=list)
     """Parameters used outside a layer (e.g. SSD's L2-norm scale) and their channel dim."""
+    num_heads: dict[nn.Module, int] = field(default_factory=dict)
+    """Attention layers and their head count: each head loses the same channels."""
 
     def run(self, model: nn.Module, images: torch.Tensor | None = None) -> Any:
         """The traced forward pass on ``images`` (default: the example batch)."""
@@ -78,6 +83,77 @@ class FrozenBatchNormPruner(tp.pruner.function.BasePruningFunc):
         return int(layer.weight.shape[0])
 
     get_in_channels = get_out_channels
+
+
+class LayerNormPruner(tp.pruner.function.BasePruningFunc):
+    """Prunes a LayerNorm along its channel dimension: the last one of a channels-last
+    ``[C]`` (torch-pruning's own rule) or the first one of a channels-first ``[C, H, W]``
+    after a conv (torch-pruning would cut ``W`` there). ``dims``: layer → that index."""
+
+    def __init__(self, dims: dict[nn.Module, int]) -> None:
+        super().__init__()
+        self.dims = dims
+
+    def _dim(self, layer: nn.LayerNorm) -> int:
+        return self.dims.get(layer, len(layer.normalized_shape) - 1)
+
+    def prune_out_channels(self, layer: nn.LayerNorm, idxs: list[int]) -> nn.Module:
+        dim, shape = self._dim(layer), list(layer.normalized_shape)
+        drop = set(idxs)
+        keep = [i for i in range(shape[dim]) if i not in drop]
+        for name in ("weight", "bias"):
+            if getattr(layer, name, None) is not None:
+                param = getattr(layer, name)
+                setattr(layer, name, self._prune_parameter_and_grad(param, keep, dim))
+        shape[dim] = len(keep)
+        layer.normalized_shape = tuple(shape)
+        return layer
+
+    prune_in_channels = prune_out_channels
+
+    def get_out_channels(self, layer: nn.LayerNorm) -> int:
+        return int(layer.normalized_shape[self._dim(layer)])
+
+    get_in_channels = get_out_channels
+
+
+def layer_norm_dims(model: nn.Module, plan: TracePlan, method: str) -> dict[nn.Module, int]:
+    """The channel index in ``normalized_shape`` of every multi-dimensional LayerNorm
+    (``[C, H, W]`` on an ``(N, C, H, W)`` input: 0); a ``HarnessError`` for a LayerNorm
+    that does not normalise over whole channels (e.g. ``[H, W]``)."""
+    norms = {
+        name: m
+        for name, m in model.named_modules()
+        if type(m) is nn.LayerNorm and len(m.normalized_shape) > 1
+    }
+    if not norms:
+        return {}
+    inputs: dict[nn.Module, tuple[int, ...]] = {}
+
+    def record(module: nn.Module, args: tuple[Any, ...]) -> None:
+        inputs.setdefault(module, tuple(args[0].shape))
+
+    hooks = [m.register_forward_pre_hook(record) for m in norms.values()]
+    try:
+        with torch.no_grad(), modes_kept(model):
+            plan.run(model.eval())
+    finally:
+        for hook in hooks:
+            hook.remove()
+    dims = {}
+    for name, norm in norms.items():
+        shape = inputs.get(norm)
+        if shape is not None and len(shape) != len(norm.normalized_shape) + 1:
+            raise HarnessError(
+                f"{method} cannot prune channels through LayerNorm '{name}': its "
+                f"normalized_shape {list(norm.normalized_shape)} on input {list(shape)} "
+                f"does not span whole channels",
+                field="ignore",
+                hint="normalise over [C, H, W] or channels-last [C], or use "
+                "prune: {method: global_magnitude, ...} for this model",
+            )
+        dims[norm] = 0
+    return dims
 
 
 @contextmanager
@@ -168,6 +244,24 @@ def _unsupported(model: nn.Module, why: str, method: str) -> HarnessError:
     )
 
 
+#: Parameters torchvision classifiers use outside a layer, and the dim of their channels.
+UNWRAPPED: dict[type[nn.Module], tuple[tuple[str, int], ...]] = {
+    VisionTransformer: (("class_token", 2),),  # (1, 1, hidden)
+    Encoder: (("pos_embedding", 2),),  # (1, tokens, hidden)
+    CNBlock: (("layer_scale", 0),),  # (channels, 1, 1)
+}
+
+
+def _unwrapped(model: nn.Module) -> list[tuple[nn.Parameter, int]]:
+    """The ``UNWRAPPED`` parameters of ``model`` for torch-pruning (it would otherwise
+    guess their channel dim, with a warning)."""
+    found = []
+    for module in model.modules():
+        for name, dim in UNWRAPPED.get(type(module), ()):
+            found.append((getattr(module, name), dim))
+    return found
+
+
 def _classifier_plan(model: nn.Module, images: torch.Tensor, method: str) -> TracePlan:
     try:
         with torch.no_grad(), modes_kept(model):
@@ -184,7 +278,10 @@ def _classifier_plan(model: nn.Module, images: torch.Tensor, method: str) -> Tra
     ]
     if not outputs:
         raise _unsupported(model, "has no final Linear/Conv layer producing its logits", method)
-    return TracePlan(images, None, [outputs[-1]], torch.zeros_like(images))
+    heads = {m: m.num_heads for m in model.modules() if isinstance(m, nn.MultiheadAttention)}
+    return TracePlan(
+        images, None, [outputs[-1]], torch.zeros_like(images), _unwrapped(model), heads
+    )
 
 
 def trace_plan(
@@ -235,10 +332,12 @@ def make_pruner(
     round_to: int | None = None,
     iterative_steps: int = 1,
     scheduler: Callable[[float, int], list[float]] | None = None,
+    method: str = "structured pruning",
 ) -> tp.pruner.MetaPruner:
-    """A local (per-group) ``MetaPruner`` on ``plan`` with the harness's custom pruners."""
+    """A local (per-group) ``MetaPruner`` on ``plan`` with the harness's custom pruners
+    (``method`` is named in errors)."""
     extra = {"iterative_pruning_ratio_scheduler": scheduler} if scheduler else {}
-    return tp.pruner.MetaPruner(
+    pruner = tp.pruner.MetaPruner(
         model,
         plan.example,
         importance=importance,
@@ -250,13 +349,53 @@ def make_pruner(
         iterative_steps=iterative_steps,
         forward_fn=plan.forward_fn,
         unwrapped_parameters=plan.unwrapped or None,
-        customized_pruners={FrozenBatchNorm2d: FrozenBatchNormPruner()},
+        customized_pruners={
+            FrozenBatchNorm2d: FrozenBatchNormPruner(),
+            nn.LayerNorm: LayerNormPruner(layer_norm_dims(model, plan, method)),
+        },
         # fresh dicts: torch-pruning's defaults are shared mutable objects
         in_channel_groups={},
         out_channel_groups={},
-        num_heads={},
+        num_heads=dict(plan.num_heads),
         **extra,
     )
+    check_layer_norm_coupling(pruner, method)
+    return pruner
+
+
+def check_layer_norm_coupling(pruner: tp.pruner.MetaPruner, method: str) -> None:
+    """A ``HarnessError`` naming a LayerNorm whose values are not the channels torch-pruning
+    couples it to (e.g. ``LayerNorm(W)`` on an (N, C, H, W) map; torch-pruning would cut
+    it with channel indices): each LayerNorm in a prunable channel group must receive
+    exactly its own channel indices, over all such groups."""
+    model = pruner.model
+    norms = {m: n for n, m in model.named_modules() if isinstance(m, nn.LayerNorm)}
+    if not norms:
+        return
+    received: dict[nn.Module, set[int]] = {}
+    sources: dict[nn.Module, nn.Module] = {}
+    groups = pruner.DG.get_all_groups(
+        ignored_layers=pruner.ignored_layers, root_module_types=pruner.root_module_types
+    )
+    for group in groups:
+        for dep, idxs in group:
+            if dep.target.module in norms:
+                received.setdefault(dep.target.module, set()).update(int(i) for i in idxs)
+                sources.setdefault(dep.target.module, group[0].dep.target.module)
+    names = {m: n for n, m in model.named_modules()}
+    for norm, idxs in received.items():
+        width = pruner.DG.get_out_channels(norm)
+        if idxs != set(range(width)):
+            root = sources[norm]
+            raise HarnessError(
+                f"{method} cannot prune LayerNorm '{norms[norm]}' (normalized_shape "
+                f"{list(norm.normalized_shape)}): torch-pruning couples it to its "
+                f"{pruner.DG.get_out_channels(root)} channels of '{names[root]}', "
+                f"which it does not normalise",
+                field="ignore",
+                hint=f"add '{names[root]}' to ignore (its width is kept), or use "
+                "prune: {method: global_magnitude, ...} for this model",
+            )
 
 
 # -- channel groups ----------------------------------------------------------------------------
@@ -344,7 +483,15 @@ def remove_slots(
         if pruner.DG.check_pruning_group(group):
             group.prune()
             removed += len(idxs)
+    sync_derived(pruner.model)
     return removed
+
+
+def after_surgery(model: nn.Module, method: str) -> None:
+    """After channel removal: update widths kept as plain attributes (``sync_derived``:
+    ViT ``hidden_dim``, attention ``head_dim``) and check GroupNorms."""
+    sync_derived(model)
+    check_group_norms(model, method)
 
 
 def check_group_norms(model: nn.Module, method: str) -> None:

@@ -20,8 +20,8 @@ from torch.nn.utils import prune
 
 from robustness_harness.compress.graph import (
     PRUNABLE_TYPES,
+    after_surgery,
     capped_ratios,
-    check_group_norms,
     make_pruner,
     modes_kept,
     prunable_layers,
@@ -223,6 +223,7 @@ def l1_filter(model: nn.Module, params: L1FilterParams, ctx: CompressContext) ->
             round_to=params.round_to,
             iterative_steps=len(targets),
             scheduler=schedule,
+            method="l1_filter",
         )
 
     with plain_weights(model), modes_kept(model), torch.enable_grad():
@@ -234,7 +235,7 @@ def l1_filter(model: nn.Module, params: L1FilterParams, ctx: CompressContext) ->
     def prune_to(_event: int, target: float) -> str:
         with plain_weights(model), modes_kept(model), torch.enable_grad():
             pruner.step()
-            check_group_norms(model, "l1_filter")
+            after_surgery(model, "l1_filter")
         after, _ = count_parameters(model)
         shown = f"sparsity {target:.3f}, " if params.schedule == "agp" else ""
         return f"{shown}params {before} -> {after} ({after / before:.2f}x){note}"

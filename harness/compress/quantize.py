@@ -14,11 +14,20 @@ dequantize) that is only fast after ``torch.compile``; FX ``convert_fx`` gives i
 modules directly, and its graph depends only on the float model's structure and the
 qconfig, so a checkpoint can rebuild it deterministically and load the int tensors.
 
-Classifiers are quantized whole. torchvision FCOS/RetinaNet detectors cannot be traced
-whole (data-dependent post-processing), so their tensor part is quantized (backbone
-with FPN, and head) while the transform, anchors, box decoding and NMS stay in float;
+Classifiers are quantized whole. torchvision detectors cannot be traced whole
+(data-dependent post-processing), so their traceable parts are quantized
+(``DETECTOR_PARTS``): backbone with FPN and head for FCOS/RetinaNet and SSD/SSDlite;
+backbone with FPN, RPN head and the RoI box head (TwoMLPHead) for Faster R-CNN. The
+transform, anchors, RoI pooling, box decoding, the box predictor and NMS stay in float;
 ops without int8 kernels in the x86 backend (e.g. the head's GroupNorm) run in float
 between dequantize and quantize.
+
+Gradient attacks and saliency cannot differentiate int8 kernels, so they go through the
+**fake-quant twin** (``fake_quant_twin``): the float model's observed FX graph (BN folded,
+as the quantized graph) with each activation observer replaced by per-tensor fake
+quantization at the real model's calibrated scale and zero point (saved with it, see
+``QuantizedPart``) and each Conv/Linear weight fake-quantized per channel with the real
+model's weight scales; ``torch.fake_quantize_*`` pass gradients straight through.
 """
 
 from __future__ import annotations
@@ -36,10 +45,12 @@ from pydantic import BaseModel, ConfigDict, Field, Strict
 from torch import nn
 from torch.ao.nn.quantized.modules.utils import WeightedQuantizedModule
 from torch.ao.quantization import QConfig, QConfigMapping, get_default_qconfig_mapping
-from torch.ao.quantization.observer import PerChannelMinMaxObserver
+from torch.ao.quantization.observer import ObserverBase, PerChannelMinMaxObserver
 from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+from torch.nn.utils import parametrize
 from torch.utils._pytree import tree_leaves, tree_map
-from torchvision.models.detection import FCOS, RetinaNet
+from torchvision.models.detection import FCOS, FasterRCNN, RetinaNet
+from torchvision.models.detection.ssd import SSD
 
 from robustness_harness.compress.graph import trace_plan
 from robustness_harness.compress.prune import (
@@ -56,7 +67,16 @@ BACKEND = "x86"
 RECORD_ATTR = "_harness_quantization"
 INT4_RANGE = (-7, 7)  # narrow symmetric 4-bit, see the module docstring
 CALIBRATION_BATCH = 16
+#: Bump when what a quantized checkpoint holds changes (it goes into checkpoint keys).
+CHECKPOINT_FORMAT = "fake-quant-twin-1"
+_QRANGE = {torch.quint8: (0, 255), torch.qint8: (-128, 127), torch.qint32: (-(2**31), 2**31 - 1)}
 Kind = Literal["classifier", "detector"]
+#: The traceable parts quantized per detector family: ``(module path, takes the feature
+#: list)``; a part taking the list is wrapped so that its modules are named ``head.*``.
+DETECTOR_PARTS: tuple[tuple[tuple[type, ...], tuple[tuple[str, bool], ...]], ...] = (
+    ((FCOS, RetinaNet, SSD), (("backbone", False), ("head", True))),
+    ((FasterRCNN,), (("backbone", False), ("rpn.head", True), ("roi_heads.box_head", False))),
+)
 _QUIET = (
     "torch.ao.quantization is deprecated",
     "Please use quant_min and quant_max",
@@ -77,9 +97,11 @@ class QuantizeParams(BaseModel):
 class QuantRecord:
     """How a model was quantized: enough to rebuild its quantized graph at load.
 
-    ``kind``: ``classifier`` (whole model) or ``detector`` (backbone and head);
-    ``example_shapes``: tracing inputs (the image batch; for detectors the transformed
-    batch, then each feature map); ``float_structure``/``float_shapes``: layer sizes
+    ``kind``: ``classifier`` (whole model) or ``detector`` (its ``parts``);
+    ``example_shapes``: tracing inputs (the image batch; for detectors each part's input
+    in turn, batch dimension 1); ``parts``: a detector's quantized parts as ``(module
+    path, feature maps it takes)``, 0 for a part taking one tensor;
+    ``float_structure``/``float_shapes``: layer sizes
     (``robustness_harness.compress.structure``) and state-dict shapes of the float model;
     ``int8_layers``: modules kept at 8-bit weights under a 4-bit scheme.
     """
@@ -91,6 +113,7 @@ class QuantRecord:
     float_structure: dict[str, Any]
     float_shapes: dict[str, tuple[int, ...]]
     int8_layers: tuple[str, ...] = ()
+    parts: tuple[tuple[str, int], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """JSON-able fields, without ``float_structure`` (the checkpoint's structure itself)."""
@@ -112,6 +135,7 @@ class QuantRecord:
                     str(k): tuple(int(n) for n in s) for k, s in data["float_shapes"].items()
                 },
                 int8_layers=tuple(str(name) for name in data.get("int8_layers", ())),
+                parts=_parts_of(data),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise CheckpointError(
@@ -126,6 +150,16 @@ class QuantRecord:
         return record
 
 
+def _parts_of(data: dict[str, Any]) -> tuple[tuple[str, int], ...]:
+    """A record's ``parts``; records written before Faster R-CNN/SSD support have none:
+    a detector's are then backbone and head."""
+    if "parts" in data:
+        return tuple((str(path), int(levels)) for path, levels in data["parts"])
+    if data["kind"] == "detector":
+        return (("backbone", 0), ("head", len(data["example_shapes"]) - 1))
+    return ()
+
+
 def quantization_record(model: nn.Module) -> QuantRecord | None:
     """The record of a model made by a quantize method, None for a float model."""
     return model.__dict__.get(RECORD_ATTR)
@@ -136,11 +170,16 @@ class QuantizedPart(nn.Module):
 
     Quantized kernels exist for the CPU only, so ``.to(device)`` leaves it there; inputs
     move to the CPU and outputs back to the device of the first input tensor.
+    ``twin_scales``/``twin_zero_points``: the calibrated qparams of the observed graph's
+    activation observers, in graph order (1 and 0 for float ones), for the fake-quant twin.
     """
 
-    def __init__(self, graph: nn.Module) -> None:
+    def __init__(self, graph: nn.Module, activations: list[tuple[float, int]]) -> None:
         super().__init__()
         self.graph = graph
+        scales, zero_points = zip(*activations, strict=True) if activations else ((), ())
+        self.register_buffer("twin_scales", torch.tensor(scales, dtype=torch.float64))
+        self.register_buffer("twin_zero_points", torch.tensor(zero_points, dtype=torch.int64))
 
     def forward(self, x: Any) -> Any:
         tensors = [t for t in tree_leaves(x) if isinstance(t, torch.Tensor)]
@@ -196,12 +235,43 @@ def qconfig_mapping(weight_bits: int) -> QConfigMapping:
 # -- building -----------------------------------------------------------------------------------
 
 
-def _detector_examples(model: nn.Module, image: torch.Tensor) -> list[torch.Tensor]:
-    """The transformed batch of one image, then the backbone's feature maps."""
-    batch = model.transform([image])[0].tensors
-    features = model.backbone(batch)
-    features = list(features.values()) if isinstance(features, dict) else [features]
-    return [batch, *features]
+def detector_parts(model: nn.Module) -> tuple[tuple[str, bool], ...] | None:
+    """The quantized parts of a torchvision detector (``DETECTOR_PARTS``), None otherwise."""
+    for families, parts in DETECTOR_PARTS:
+        if isinstance(model, families):
+            return parts
+    return None
+
+
+def _part_inputs(
+    model: nn.Module, image: torch.Tensor, parts: tuple[tuple[str, bool], ...]
+) -> list[list[torch.Tensor]]:
+    """Zeros shaped as each part's input (its feature list, or one tensor) when the
+    detector (eval mode) runs on ``image``, batch dimension 1 (the RoI box head: one RoI)."""
+    seen: dict[str, Any] = {}
+    hooks = [
+        model.get_submodule(path).register_forward_pre_hook(
+            lambda _module, args, path=path: seen.setdefault(path, args[0])
+        )
+        for path, _ in parts
+    ]
+    try:
+        model([image])
+    finally:
+        for hook in hooks:
+            hook.remove()
+    inputs = []
+    for path, listed in parts:
+        if path not in seen:
+            raise HarnessError(
+                f"quantize: {type(model).__name__}.{path} did not run on a calibration image",
+                field="quantize.method",
+                hint="quantize a detector whose eval-mode forward runs every part",
+            )
+        value = seen[path]
+        tensors = list(value.values()) if isinstance(value, dict) else value
+        inputs.append([t.new_zeros(1, *t.shape[1:]) for t in (tensors if listed else [tensors])])
+    return inputs
 
 
 def first_and_output_layers(model: nn.Module, image: torch.Tensor, method: str) -> list[str]:
@@ -225,18 +295,22 @@ def make_record(
     schemes (measured on toydrive-fcos, 100 val images: mAP 0.507 float, 0.494 with
     them at 8 bits, 0.125 with every layer at 4 bits).
     """
-    kind: Kind = "detector" if isinstance(model, FCOS | RetinaNet) else "classifier"
+    parts = detector_parts(model)
     with torch.no_grad():
-        examples = _detector_examples(model, image) if kind == "detector" else [image[None]]
+        inputs = [[image[None]]] if parts is None else _part_inputs(model, image, parts)
     int8 = first_and_output_layers(model, image, method) if weight_bits < 8 else []
     return QuantRecord(
         method=method,
         weight_bits=weight_bits,
-        kind=kind,
-        example_shapes=tuple(tuple(e.shape) for e in examples),
+        kind="classifier" if parts is None else "detector",
+        example_shapes=tuple(tuple(e.shape) for tensors in inputs for e in tensors),
         float_structure=structure_of(model),
         float_shapes={k: tuple(v.shape) for k, v in model.state_dict().items()},
         int8_layers=tuple(int8),
+        parts=tuple(
+            (path, len(tensors) if listed else 0)
+            for (path, listed), tensors in zip(parts or (), inputs if parts else (), strict=True)
+        ),
     )
 
 
@@ -249,19 +323,88 @@ def _prepare(module: nn.Module, mapping: QConfigMapping, example: Any, method: s
             f"{method}: torch.fx cannot trace {type(module).__name__} ({first})",
             field="quantize.method",
             hint="quantize models whose forward torch.fx can trace (no data-dependent "
-            "Python control flow), or torchvision FCOS/RetinaNet detectors",
+            "Python control flow), or torchvision FCOS, RetinaNet, Faster R-CNN or SSD "
+            "detectors",
         ) from None
 
 
-def _mapping(record: QuantRecord, strip: str = "", within: str | None = None) -> QConfigMapping:
-    """The qconfig of a quantized part: ``record.int8_layers`` under ``within`` (default
-    ``strip``) keep 8-bit weights, named in the part without the ``strip`` prefix."""
+def _mapping(record: QuantRecord, path: str = "", listed: bool = False) -> QConfigMapping:
+    """The qconfig of the part at ``path`` (``""``: the whole model): its
+    ``record.int8_layers`` keep 8-bit weights, named within the part (``head.*`` in the
+    wrapper of a part taking the feature list, whose ``torch.cat`` stays float)."""
     mapping = qconfig_mapping(record.weight_bits)
+    if listed:  # per-level outputs: a quantized cat would clamp all to the first's range
+        mapping.set_object_type(torch.cat, None)
     int8 = qconfig_mapping(8).global_qconfig
+    prefix = f"{path}." if path else ""
     for name in record.int8_layers:
-        if name.startswith(strip if within is None else within):
-            mapping.set_module_name(name.removeprefix(strip), int8)
+        if name.startswith(prefix):
+            inner = name.removeprefix(prefix)
+            mapping.set_module_name(f"head.{inner}" if listed else inner, int8)
     return mapping
+
+
+def _observed(model: nn.Module, record: QuantRecord) -> tuple[nn.Module, list[str]]:
+    """A CPU eval copy of the float ``model`` with its quantized parts FX-prepared
+    (observers inserted), and those parts' attribute names (``""``: the whole model)."""
+    model = copy.deepcopy(model).cpu().eval()
+    examples = [torch.zeros(shape) for shape in record.example_shapes]
+    if record.kind == "classifier":
+        return _prepare(model, _mapping(record), examples[0], record.method), [""]
+    for path, levels in record.parts:
+        inputs, examples = examples[: max(1, levels)], examples[max(1, levels) :]
+        part = model.get_submodule(path)
+        if levels:  # takes the feature list
+            part, inputs = _FeatureLevels(part, levels), [inputs]
+        mapping = _mapping(record, path, listed=levels > 0)
+        model.set_submodule(path, _prepare(part, mapping, inputs[0], record.method))
+    return model, [path for path, _ in record.parts]
+
+
+def _parts(
+    model: nn.Module, names: list[str], fn: Callable[[nn.Module, str], nn.Module]
+) -> nn.Module:
+    """``model`` with each part ``names[i]`` (``""``: the model itself) replaced by
+    ``fn(part, name)``."""
+    for name in names:
+        if not name:
+            return fn(model, name)
+        model.set_submodule(name, fn(model.get_submodule(name), name))
+    return model
+
+
+def _observers(graph: nn.Module) -> list[tuple[str, ObserverBase]]:
+    """The activation observers of a prepared graph, in order (shared ones repeated)."""
+    return [(n, m) for n, m in graph._modules.items() if isinstance(m, ObserverBase)]
+
+
+def _activation_qparams(graph: nn.Module) -> list[tuple[float, int]]:
+    """``(scale, zero_point)`` of each observer of ``graph`` (``(1, 0)`` for float ones)."""
+    out = []
+    for _, observer in _observers(graph):
+        if observer.dtype in _QRANGE:
+            scale, zero_point = observer.calculate_qparams()
+            out.append((float(scale), int(zero_point)))
+        else:
+            out.append((1.0, 0))
+    return out
+
+
+def _computed_once(graph: nn.Module) -> None:
+    """Each observer's qparams computed once: convert_fx asks a shared observer once per
+    use (SSDlite's head: 80 asks of 30 observers), and a histogram observer's search
+    takes up to ~0.6 s on skewed activations."""
+    for _, observer in _observers(graph):
+        if observer.dtype not in _QRANGE:
+            continue
+        qparams = observer.calculate_qparams()
+        observer.calculate_qparams = lambda qparams=qparams: qparams  # type: ignore[method-assign]
+
+
+def _converted(graph: nn.Module, _name: str) -> QuantizedPart:
+    _computed_once(graph)
+    activations = _activation_qparams(graph)  # before convert_fx, which consumes observers
+    return QuantizedPart(convert_fx(graph), activations)
 
 
 def build_quantized(
@@ -270,25 +413,11 @@ def build_quantized(
     """Quantize a copy of the float ``model`` as ``record`` says: prepare, run ``batches``
     (B, C, H, W images in [0, 1]) through the observers, convert. Without batches the
     observers stay empty: a skeleton whose quantized tensors a checkpoint then fills."""
-    model = copy.deepcopy(model).cpu().eval()
-    examples = [torch.zeros(shape) for shape in record.example_shapes]
     with _quiet(), torch.no_grad():
-        if record.kind == "classifier":
-            prepared = _prepare(model, _mapping(record), examples[0], record.method)
-            for batch in batches:
-                prepared(batch)
-            quantized: nn.Module = QuantizedPart(convert_fx(prepared))
-        else:
-            levels = _FeatureLevels(model.head, len(examples) - 1)  # its modules: head.*
-            backbone = _mapping(record, "backbone.")
-            head = _mapping(record, "", "head.")
-            model.backbone = _prepare(model.backbone, backbone, examples[0], record.method)
-            model.head = _prepare(levels, head, examples[1:], record.method)
-            for batch in batches:
-                model(list(batch))
-            model.backbone = QuantizedPart(convert_fx(model.backbone))
-            model.head = QuantizedPart(convert_fx(model.head))
-            quantized = model
+        observed, parts = _observed(model, record)
+        for batch in batches:
+            observed(batch if record.kind == "classifier" else list(batch))
+        quantized = _parts(observed, parts, _converted)
     quantized.__dict__[RECORD_ATTR] = record
     return quantized.eval()
 
@@ -301,6 +430,115 @@ def rebuild_quantized(model: nn.Module, record: QuantRecord) -> nn.Module:
             if tensor.is_floating_point():
                 tensor.zero_()
     return build_quantized(model, record)
+
+
+# -- the fake-quant twin --------------------------------------------------------------------------
+
+
+class _FakeQuantize(nn.Module):
+    """Per-tensor affine fake quantization at fixed qparams (straight-through gradient)."""
+
+    def __init__(self, scale: float, zero_point: int, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.scale, self.zero_point = scale, zero_point
+        self.quant_min, self.quant_max = _QRANGE[dtype]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.fake_quantize_per_tensor_affine(
+            x, self.scale, self.zero_point, self.quant_min, self.quant_max
+        )
+
+
+class _FakeQuantWeight(nn.Module):
+    """A weight parametrization: per-channel fake quantization with the qparams of a real
+    quantized weight (its int values dequantized, with straight-through gradients)."""
+
+    def __init__(self, weight: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("scales", weight.q_per_channel_scales().float())
+        self.register_buffer("zero_points", weight.q_per_channel_zero_points().int())
+        self.axis = weight.q_per_channel_axis()
+        self.quant_min, self.quant_max = _QRANGE[weight.dtype]
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        return torch.fake_quantize_per_channel_affine(
+            weight, self.scales, self.zero_points, self.axis, self.quant_min, self.quant_max
+        )
+
+
+def _module_outputs(
+    graph: nn.Module, quantized: dict[str, nn.Module]
+) -> dict[str, tuple[float, int]]:
+    """``(scale, zero_point)`` of the observers right after a module that is a quantized
+    module (with its own output qparams) in the converted graph: a module called several
+    times (a detector head, once per feature level) has one output scale there, not the
+    per-call observers' scales."""
+    out = {}
+    for node in graph.graph.nodes:  # type: ignore[union-attr]
+        producer = node.args[0] if node.op == "call_module" and node.args else None
+        if getattr(producer, "op", None) != "call_module":
+            continue
+        module = quantized.get(str(producer.target))
+        scale, zero_point = getattr(module, "scale", None), getattr(module, "zero_point", None)
+        if isinstance(scale, float) and isinstance(zero_point, int):
+            out[str(node.target)] = (scale, zero_point)
+    return out
+
+
+def _fake_quantized(observed: nn.Module, real: QuantizedPart) -> nn.Module:
+    """``observed`` (a prepared graph) with the activation qparams and weight qparams of
+    its converted counterpart ``real`` as fake quantization."""
+    observers = _observers(observed)
+    if len(observers) != real.twin_scales.numel():
+        raise CheckpointError(
+            f"the quantized model holds {real.twin_scales.numel()} activation scales, "
+            f"its float model has {len(observers)} observers",
+            hint=REBUILD_HINT,
+        )
+    quantized = dict(real.graph.named_modules())
+    outputs = _module_outputs(observed, quantized)
+    saved = zip(real.twin_scales.tolist(), real.twin_zero_points.tolist(), strict=True)
+    for (name, observer), qparams in zip(observers, saved, strict=True):
+        if observer.dtype not in _QRANGE:  # a float value: no rounding
+            setattr(observed, name, nn.Identity())
+            continue
+        scale, zero_point = outputs.get(name, qparams)
+        setattr(observed, name, _FakeQuantize(scale, int(zero_point), observer.dtype))
+    for name, module in list(observed.named_modules()):
+        target = quantized.get(name)
+        if isinstance(target, WeightedQuantizedModule) and callable(
+            getattr(target, "weight", None)
+        ):
+            layer = module if "weight" in module._parameters else module[0]
+            parametrize.register_parametrization(layer, "weight", _FakeQuantWeight(target.weight()))
+    return observed
+
+
+def fake_quant_twin(float_model: nn.Module, quantized: nn.Module) -> nn.Module:
+    """The differentiable twin of ``quantized`` (made by a quantize method from
+    ``float_model``): the float model's observed graph with fake-quantized activations
+    (the calibrated qparams of ``quantized``) and weights (its per-channel weight qparams).
+    Its outputs match ``quantized``'s closely; gradients pass straight through the
+    rounding. ``CheckpointError`` when ``float_model`` is not the model quantized."""
+    record = quantization_record(quantized)
+    if record is None:
+        raise ValueError("fake_quant_twin needs a model made by a quantize method")
+    shapes = {k: tuple(v.shape) for k, v in float_model.state_dict().items()}
+    if shapes != record.float_shapes:
+        raise CheckpointError(
+            f"the float model does not fit the quantized model's record ({record.method})",
+            hint=REBUILD_HINT,
+        )
+    with _quiet():
+        observed, parts = _observed(float_model, record)
+        twin = _parts(observed, parts, lambda g, name: _fake_quantized(g, _part(quantized, name)))
+    return twin.eval()
+
+
+def _part(model: nn.Module, name: str) -> QuantizedPart:
+    part = model.get_submodule(name)
+    assert isinstance(part, QuantizedPart)
+    return part
 
 
 # -- the methods ----------------------------------------------------------------------------------

@@ -17,8 +17,8 @@ from torch import nn
 
 from robustness_harness.compress.graph import (
     ChannelGroup,
+    after_surgery,
     channel_groups,
-    check_group_norms,
     make_pruner,
     modes_kept,
     remove_slots,
@@ -65,13 +65,19 @@ def select_smallest(
     scored: list[tuple[ChannelGroup, torch.Tensor]], sparsity: float
 ) -> list[tuple[ChannelGroup, list[int]]]:
     """``(group, slots)``: the globally lowest-scored ``sparsity`` share of all slots,
-    never a group's best one."""
+    never a group's best one. Equal scores (e.g. the γ = 1 of an untrained model) go by
+    rank within their group, so ties thin every group alike instead of emptying the first."""
     total = sum(len(score) for _, score in scored)
     wanted = round(sparsity * total)
-    candidates = []  # (score, group index, slot)
+    candidates = []  # (score, rank within the group / its size, group index, slot)
     for gi, (_, score) in enumerate(scored):
         best = int(torch.argmax(score))
-        candidates += [(float(v), gi, s) for s, v in enumerate(score.tolist()) if s != best]
+        ranks = torch.argsort(torch.argsort(score, stable=True), stable=True).tolist()
+        candidates += [
+            (float(v), ranks[s] / len(score), gi, s)
+            for s, v in enumerate(score.tolist())
+            if s != best
+        ]
     if wanted > len(candidates):
         most = len(candidates) / total
         raise HarnessError(
@@ -82,7 +88,7 @@ def select_smallest(
         )
     candidates.sort()
     chosen: list[list[int]] = [[] for _ in scored]
-    for _, gi, slot in candidates[:wanted]:
+    for _, _, gi, slot in candidates[:wanted]:
         chosen[gi].append(slot)
     return [(group, slots) for (group, _), slots in zip(scored, chosen, strict=True)]
 
@@ -115,7 +121,7 @@ def slimming(model: nn.Module, params: SlimmingParams, ctx: CompressContext) -> 
     remember_base(model)
     importance = tp.importance.BNScaleImportance(normalizer=None)
     with plain_weights(model), modes_kept(model), torch.enable_grad():
-        pruner = make_pruner(model, plan, importance)
+        pruner = make_pruner(model, plan, importance, method="slimming")
         scored = []
         for group in channel_groups(pruner):
             score = importance(group.group)
@@ -128,7 +134,7 @@ def slimming(model: nn.Module, params: SlimmingParams, ctx: CompressContext) -> 
                 hint="check ignore, or use prune: {method: l1_filter, ...}",
             )
         removed = remove_slots(pruner, select_smallest(scored, params.sparsity))
-        check_group_norms(model, "slimming")
+        after_surgery(model, "slimming")
     total = sum(group.channels for group, _ in scored)
     after, _ = count_parameters(model)
     ctx.progress(

@@ -2,9 +2,12 @@
 
 A model pruned by ``l1_filter`` has narrower layers than a freshly built one, so its
 state dict does not load into the base architecture. ``structure_of`` records the
-structural attributes of every layer that pruning can change; ``apply_structure``
-resizes a fresh model to them (empty tensors of the recorded sizes) so that
-``load_state_dict(strict=True)`` works without ever pickling a module.
+structural attributes of every layer that pruning can change, and the shapes of the
+tensors outside such layers (a ViT's class token and position embedding, ConvNeXt's layer
+scales, MultiheadAttention's input projection); ``apply_structure`` resizes a fresh model
+to them (empty tensors of the recorded sizes) so that ``load_state_dict(strict=True)``
+works without ever pickling a module. ``sync_derived`` updates the attributes torchvision
+derives from those sizes (ViT ``hidden_dim``, attention ``embed_dim``/``head_dim``).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torchvision.models import VisionTransformer
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from robustness_harness.errors import CheckpointError
@@ -28,6 +32,18 @@ ARCH_HINT = (
 REBUILD_HINT = "delete the cache entry or run with --harness-rebuild"
 
 Shape = tuple[int, ...]
+
+#: Layers whose tensor shapes follow from their recorded sizes (``_expected_shapes``).
+IMPLIED_TYPES: tuple[type[nn.Module], ...] = (
+    nn.modules.conv._ConvNd,
+    nn.Linear,
+    nn.modules.batchnorm._NormBase,
+    nn.GroupNorm,
+    nn.LayerNorm,
+    FrozenBatchNorm2d,
+    nn.PReLU,
+)
+MHA_WIDTHS = ("embed_dim", "kdim", "vdim", "num_heads", "head_dim")
 
 
 # -- recording ------------------------------------------------------------------------------
@@ -53,16 +69,44 @@ def _attributes(module: nn.Module) -> dict[str, Any] | None:
         return {"num_features": int(module.weight.shape[0])}
     if isinstance(module, nn.PReLU):  # one slope per channel, or one shared slope
         return {"num_parameters": module.num_parameters}
+    if isinstance(module, nn.MultiheadAttention):
+        return {key: getattr(module, key) for key in MHA_WIDTHS}
+    if isinstance(module, VisionTransformer):
+        return {"hidden_dim": module.hidden_dim}
     return None
 
 
+def _tensor_shapes(module: nn.Module) -> dict[str, list[int]]:
+    """Shapes of ``module``'s own (not its children's) parameters and buffers."""
+    tensors = {**module._parameters, **module._buffers}
+    return {name: list(t.shape) for name, t in tensors.items() if t is not None}
+
+
 def _modules_of(model: nn.Module) -> dict[str, dict[str, Any]]:
+    """Per module: its type and sizes; for a module whose tensor shapes its sizes do not
+    imply (attention, ViT tokens, ConvNeXt layer scales), ``tensors``: their shapes."""
     modules = {}
     for name, module in model.named_modules():
         attributes = _attributes(module)
-        if attributes is not None:
-            modules[name] = {"type": type(module).__name__, **attributes}
+        tensors = _tensor_shapes(module) if not isinstance(module, IMPLIED_TYPES) else {}
+        if attributes is not None or tensors:
+            modules[name] = {"type": type(module).__name__, **(attributes or {})}
+        if tensors:
+            modules[name]["tensors"] = tensors
     return modules
+
+
+def sync_derived(model: nn.Module) -> None:
+    """Update the attributes torchvision derives from layer sizes at construction and
+    reads in ``forward``, after channels were removed or a structure was applied."""
+    for module in model.modules():
+        if isinstance(module, nn.MultiheadAttention):
+            embed = module.out_proj.in_features
+            module.embed_dim, module.head_dim = embed, embed // module.num_heads
+            if module._qkv_same_embed_dim:
+                module.kdim = module.vdim = embed
+        elif isinstance(module, VisionTransformer):
+            module.hidden_dim = int(module.class_token.shape[-1])
 
 
 def remember_base(model: nn.Module) -> None:
@@ -78,8 +122,10 @@ def remember_base(model: nn.Module) -> None:
 def structure_of(model: nn.Module) -> dict[str, Any]:
     """JSON-able layer sizes of ``model``.
 
-    ``{"format", "model": class name, "modules": {name: {"type", sizes...}}, "base"}``
-    where ``base`` holds the sizes before structural pruning (None when unchanged).
+    ``{"format", "model": class name, "modules": {name: {"type", sizes..., "tensors"}},
+    "base"}`` where ``tensors`` (shapes) is there for a module whose sizes do not imply
+    its tensors' shapes, and ``base`` holds the sizes before structural pruning (None
+    when unchanged).
     """
     modules = _modules_of(model)
     base = model.__dict__.get(BASE_ATTR)
@@ -135,6 +181,18 @@ def _set_attributes(module: nn.Module, saved: dict[str, Any], name: str) -> None
     _check_divisible(module, name)
 
 
+def _recorded_shapes(saved: dict[str, Any], name: str) -> dict[str, Shape]:
+    """The ``tensors`` record of a module whose sizes do not imply its tensor shapes."""
+    try:
+        return {
+            key: tuple(int(n) for n in shape) for key, shape in saved.get("tensors", {}).items()
+        }
+    except (AttributeError, TypeError, ValueError):
+        raise CheckpointError(
+            f"structure of module '{name}' has malformed tensor shapes", hint=REBUILD_HINT
+        ) from None
+
+
 def _check_divisible(module: nn.Module, name: str) -> None:
     if isinstance(module, nn.modules.conv._ConvNd):
         ok = module.in_channels % module.groups == 0 and module.out_channels % module.groups == 0
@@ -177,7 +235,8 @@ def _first_difference(saved: dict[str, Any], here: dict[str, Any]) -> str | None
                 return (
                     f"module '{name}' has {key} {layer.get(key)} in the checkpoint but {value} here"
                 )
-    extra = [name for name in here if name not in saved]
+    # checkpoints from before ``tensors`` records lack them; the state dict check remains
+    extra = [name for name in here if name not in saved and "tensors" not in here[name]]
     if extra:
         return f"module '{extra[0]}' ({here[extra[0]]['type']}) is not in the checkpoint"
     return None
@@ -219,7 +278,8 @@ def apply_structure(
             )
         module = here[name]
         _set_attributes(module, saved, name)
-        _resize_all(module, _expected_shapes(module))
+        implied = isinstance(module, IMPLIED_TYPES)
+        _resize_all(module, _expected_shapes(module) if implied else _recorded_shapes(saved, name))
     problem = state_dict_mismatch(model, state_dict)
     if problem:
         raise _architecture_error(problem, saved_model, model)

@@ -2,7 +2,7 @@
 
 All attacks are L∞ on images in [0, 1] (models contain their normalisation), seeded per
 batch from the context seed (``robustness_harness.attacks.attack_seed``). A quantized model is
-attacked through its float twin (``ctx.float_model``) and evaluated itself on the
+attacked through its fake-quant twin (``ctx.twin``) and evaluated itself on the
 adversarial images; the result's note says so.
 """
 
@@ -36,7 +36,7 @@ from robustness_harness.metrics.registry import (
 )
 from robustness_harness.predictions import DetectionPredictions, Detections
 
-FLOAT_TWIN_NOTE = "attacked through the float twin"
+TWIN_NOTE = "attacked through the fake-quant twin"
 
 
 # -- shared helpers --------------------------------------------------------------------------
@@ -63,8 +63,8 @@ def _batches(ids: list[int], batch_size: int) -> Iterator[tuple[int, list[int]]]
 
 def _attacked_model(ctx: ModelContext) -> tuple[nn.Module, str]:
     """The model gradients are taken of, and the note for the result."""
-    if ctx.float_model is not None:
-        return ctx.float_model, FLOAT_TWIN_NOTE
+    if ctx.twin is not None:
+        return ctx.twin, TWIN_NOTE
     return ctx.model, ""
 
 

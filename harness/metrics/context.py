@@ -20,10 +20,11 @@ class ModelContext:
     ``task`` is ``"detection"`` or ``"classification"``; ``checkpoint_dir`` holds the
     saved checkpoint (``model.safetensors``) or is None for an unsaved model;
     ``baseline_model()`` loads the suite's baseline variant (for comparisons);
-    ``float_model`` is the float twin of a quantized model (None when the model is
-    float): the model before its quantize step, which attacks take gradients of; a
-    quantized model and its twin are evaluated on the CPU (quantized kernels are
-    CPU-only); ``batch_size`` is a sensible inference batch.
+    ``twin`` is the fake-quant twin of a quantized model (None when the model is float):
+    the float model before its quantize step with fake-quantized weights and activations
+    (``robustness_harness.compress.quantize.fake_quant_twin``), which attacks and saliency
+    take gradients of; a quantized model and its twin are evaluated on the CPU (quantized
+    kernels are CPU-only); ``batch_size`` is a sensible inference batch.
     """
 
     model: nn.Module
@@ -33,7 +34,7 @@ class ModelContext:
     seed: int = 0
     checkpoint_dir: Path | None = None
     baseline_model: Callable[[], nn.Module] | None = None
-    float_model: nn.Module | None = None
+    twin: nn.Module | None = None
     batch_size: int = 32
     progress: Callable[[str], None] = print
 

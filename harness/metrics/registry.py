@@ -55,7 +55,7 @@ RECOMPUTE_TASKS = ("classification",)
 @dataclass(frozen=True)
 class MetricResult:
     """A metric value with details for reports (e.g. latency percentiles) and a note
-    for the failure message (e.g. "attacked through the float twin")."""
+    for the failure message (e.g. "attacked through the fake-quant twin")."""
 
     value: Value
     details: dict[str, Any] = field(default_factory=dict)

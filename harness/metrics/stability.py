@@ -23,7 +23,7 @@ from robustness_harness.metrics.detection import CocoTargets, coco_match
 from robustness_harness.metrics.registry import RECOMPUTE, MetricResult, Probability, metric
 from robustness_harness.predictions import ClassPredictions, DetectionPredictions
 
-FLOAT_TWIN_NOTE = "saliency of the candidate through its float twin"
+TWIN_NOTE = "saliency of the candidate through its fake-quant twin"
 
 
 # -- flips ------------------------------------------------------------------------------
@@ -167,7 +167,7 @@ def saliency_change(ctx: ModelContext) -> MetricResult:
     is the mean over images of ½ Σ_pixels |map_candidate − map_baseline|: 0 for identical
     maps, 1 for disjoint ones, independent of image size. Details: ``mean_abs`` (mean
     absolute per-pixel difference) and ``n``. A quantized candidate is differentiated
-    through its float twin. Deterministic (cuDNN deterministic algorithms while computing).
+    through its fake-quant twin. Deterministic (cuDNN deterministic algorithms while computing).
     """
     if ctx.baseline_model is None:
         raise DataError(
@@ -178,14 +178,14 @@ def saliency_change(ctx: ModelContext) -> MetricResult:
     ids = list(ctx.data.image_ids)
     if not ids:
         raise DataError("the evaluation data has no images", field="images")
-    candidate = ctx.float_model if ctx.float_model is not None else ctx.model
+    candidate = ctx.twin if ctx.twin is not None else ctx.model
     cand_maps = saliency_maps(candidate, ctx, ids)
     base_maps = saliency_maps(ctx.baseline_model(), ctx, ids)
     pairs = list(zip(cand_maps, base_maps, strict=True))
     distance = [0.5 * float(np.abs(a - b).sum()) for a, b in pairs]
     mean_abs = [float(np.abs(a - b).mean()) for a, b in pairs]
     details = {"n": len(ids), "mean_abs": float(np.mean(mean_abs))}
-    note = FLOAT_TWIN_NOTE if ctx.float_model is not None else ""
+    note = TWIN_NOTE if ctx.twin is not None else ""
     return MetricResult(float(np.mean(distance)), details, note)
 
 

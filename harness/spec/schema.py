@@ -29,6 +29,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -581,8 +582,28 @@ def parse_step(data: Any) -> dict[str, Any]:
             hint=f"move it under '{info.kind}:'",
             loc=(kind, "method"),
         )
-    rest = {k: v for k, v in body.items() if k != "method"}
-    return {"kind": kind, "method": method, "params": validate_params(info.params, rest, (kind,))}
+    rest = {k: v for k, v in body.items() if k not in ("method", "modules")}
+    params = validate_params(info.params, rest, (kind,))
+    return {"kind": kind, "method": method, "params": params, "modules": _modules(kind, body)}
+
+
+def _modules(kind: str, body: dict[str, Any]) -> tuple[str, ...]:
+    """``modules:`` of a step: qualified module names or fnmatch patterns (prune only)."""
+    value = body.get("modules", [])
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise SpecProblem(
+            f"modules must be a list of module names, got {describe_input(value)}",
+            hint="write modules: [backbone, head.conv.*] (names from model.named_modules())",
+            loc=(kind, "modules"),
+        )
+    if value and kind != "prune":
+        raise SpecProblem(
+            "modules: is supported on prune steps only (a quantized part inside a float "
+            "model has no checkpoint format yet)",
+            hint="quantize the whole model, or remove modules: from the quantize step",
+            loc=(kind, "modules"),
+        )
+    return tuple(value)
 
 
 class CompressStep(BaseModel):
@@ -596,13 +617,28 @@ class CompressStep(BaseModel):
     kind: Literal["prune", "quantize"]
     method: str
     params: SerializeAsAny[BaseModel]
+    modules: tuple[str, ...] = ()
+    """Parts the step compresses (``robustness_harness.compress.targeting``); empty: all."""
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: Any) -> Any:
+        """Without ``modules`` when empty: cache keys of whole-model steps stay as before."""
+        data = handler(self)
+        if isinstance(data, dict) and not data.get("modules"):
+            data.pop("modules", None)
+        return data
 
     @model_validator(mode="before")
     @classmethod
     def _from_yaml(cls, data: Any) -> Any:
         if isinstance(data, CompressStep):
             return data
-        if isinstance(data, dict) and set(data) == {"kind", "method", "params"}:
+        if isinstance(data, dict) and {"kind", "method", "params"} <= set(data) <= {
+            "kind",
+            "method",
+            "params",
+            "modules",
+        }:
             return data  # constructed in Python, not read from YAML
         return parse_step(data)
 

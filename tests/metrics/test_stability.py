@@ -225,11 +225,11 @@ def test_saliency_change_of_two_linear_models(data: ClassificationData) -> None:
     assert result.value == pytest.approx(per_label[LABELS[:5]].mean(), rel=1e-6)
 
 
-def test_saliency_change_through_float_twin_and_errors(data: ClassificationData) -> None:
+def test_saliency_change_through_twin_and_errors(data: ClassificationData) -> None:
     model = tiny_cnn()
-    ctx = context(nn.Identity(), model, data, float_model=copy.deepcopy(model))
+    ctx = context(nn.Identity(), model, data, twin=copy.deepcopy(model))
     result = saliency_change(ctx)
-    assert result.value == 0.0 and "float twin" in result.note
+    assert result.value == 0.0 and "fake-quant twin" in result.note
     no_base = ModelContext(model=model, data=data, device=torch.device("cpu"), task="x")
     with pytest.raises(DataError, match="baseline"):
         saliency_change(no_base)

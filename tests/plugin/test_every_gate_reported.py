@@ -91,7 +91,12 @@ def test_every_gate_and_unloadable_suite_in_the_report(
     assert "harness report: out/report.html (7 gates)" in out
 
     table = out.split("robustness-harness release gates", 1)[1]
-    assert re.search(r"broken\s+clean_map_drop\s.*ERROR\s+RuntimeError: layer conv3", table)
+    # a step failing inside the method: the dry run names variant, step, method, architecture
+    assert re.search(
+        r"broken\s+clean_map_drop\s.*ERROR\s+\S*errs\.yaml: variants\.broken\.compress\[0\]: "
+        r"explode cannot compress FCOS: RuntimeError: layer conv3",
+        table,
+    )
     assert re.search(r"magnitude-30\s+boom\s.*ERROR\s+labels\.txt: labels file", table)
     assert re.search(
         r"suites/unloadable\.yaml\n.*\n  -\s+-\s+ERROR\s+\S*unloadable\.yaml:\d+: ", table

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 from typing import Any, Literal
 
 import pytest
+import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from robustness_harness.compress.registry import METHODS, MethodInfo
@@ -116,3 +117,12 @@ apply: {latency: [int8]}
 def good_suite_text(spec_registries: SimpleNamespace) -> str:
     """``GOOD_SUITE`` with the fake registries in place."""
     return GOOD_SUITE
+
+
+@pytest.fixture
+def two_threads() -> Iterator[None]:
+    """Two torch threads during the test (the CI machine's cores), restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(threads)

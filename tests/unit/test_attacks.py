@@ -18,7 +18,7 @@ from robustness_harness.attacks import attack_detector, attack_seed, loss_mode, 
 from robustness_harness.data.coco import CocoDetectionData
 from robustness_harness.data.registry import toydrive_dataset
 from robustness_harness.metrics.adversarial import (
-    FLOAT_TWIN_NOTE,
+    TWIN_NOTE,
     fgsm_accuracy,
     pgd_accuracy,
     pgd_map,
@@ -180,19 +180,17 @@ def test_attack_leaves_model_unchanged(classifier: TinyCNN, class_data: FakeClas
     assert all(p.grad is None for p in classifier.parameters())
 
 
-def test_float_twin_crafts_and_model_is_evaluated(
-    classifier: TinyCNN, class_data: FakeClassData
-) -> None:
+def test_twin_crafts_and_model_is_evaluated(classifier: TinyCNN, class_data: FakeClassData) -> None:
     evaluated = copy.deepcopy(classifier)
     with torch.no_grad():
         evaluated.head[2].bias.add_(0.05)
-    ctx = _ctx(evaluated, class_data, float_model=classifier)
+    ctx = _ctx(evaluated, class_data, twin=classifier)
     result = pgd_accuracy(ctx, eps=EPS, steps=3, batch_size=10)
     expected = _by_hand(
         classifier, evaluated, class_data, torchattacks.PGD, 10, 0, eps=EPS, alpha=2 / 255, steps=3
     )
     assert result.value == expected
-    assert result.note == FLOAT_TWIN_NOTE
+    assert result.note == TWIN_NOTE
 
 
 @pytest.mark.parametrize(
@@ -272,14 +270,14 @@ class EvalOnly(nn.Module):
         return self.inner(images)
 
 
-def test_pgd_map_attacks_through_the_float_twin(
+def test_pgd_map_attacks_through_the_twin(
     detector: nn.Module, toydrive_val: CocoDetectionData
 ) -> None:
     evaluated = EvalOnly(detector).eval()
     val4 = toydrive_val.subset(toydrive_val.image_ids[:4])
-    ctx = ModelContext(evaluated, val4, torch.device("cpu"), "detection", float_model=detector)
+    ctx = ModelContext(evaluated, val4, torch.device("cpu"), "detection", twin=detector)
     result = pgd_map(ctx, eps=EPS, alpha=EPS, steps=1)
-    assert result.note == FLOAT_TWIN_NOTE and evaluated.calls == 2  # clean + adversarial
+    assert result.note == TWIN_NOTE and evaluated.calls == 2  # clean + adversarial
     assert result.value < result.details["clean_map"]
 
 

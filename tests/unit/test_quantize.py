@@ -11,13 +11,16 @@ mAP 0.541 → int8 0.539, int4 0.528.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from safetensors.torch import save_file
 from torch import nn
 
+import robustness_harness.session as session_module
 from robustness_harness.checkpoint import (
     STRUCTURE_FILE,
     WEIGHTS_FILE,
@@ -354,7 +357,7 @@ def test_schema_defaults() -> None:
     assert step.params.calibration_images == 64  # type: ignore[attr-defined]
 
 
-# -- through the session: cached float twin, attacks, CPU --------------------------------------
+# -- through the session: cached float model, attacks, CPU --------------------------------------
 
 
 SUITE = """
@@ -372,39 +375,84 @@ variants:
     compress:
       - prune: {{method: global_magnitude, sparsity: 0.5}}
       - quantize: {{method: ptq_int8, calibration_images: 16}}
+  int8:
+    compress: [{{quantize: {{method: ptq_int8, calibration_images: 32}}}}]
   backwards:
     compress:
       - quantize: {{method: ptq_int8}}
       - prune: {{method: global_magnitude, sparsity: 0.5}}
 checks:
   pgd: {{metric: pgd_accuracy, eps: 2/255, alpha: 1/255, steps: 2, drop_max: 1.0}}
+  saliency: {{metric: saliency_change, max: 1.0}}
   bytes: {{metric: size, measure: bytes, ratio_max: 0.5}}
 """
 
 
 def test_session_quantized_variant_end_to_end(tmp_path: Path) -> None:
-    from safetensors.torch import save_file
-
     save_file(cnn().state_dict(), str(tmp_path / "w.safetensors"))
     (tmp_path / "suite.yaml").write_text(SUITE.format(weights="w.safetensors"))
     options = HarnessOptions(cache_dir=str(tmp_path / "cache"), device="cpu")
     session = HarnessSession(options, progress=lambda _line: None)
     suite = session.suite(tmp_path / "suite.yaml")
-    # the float twin is the pruned variant: one cache entry for both
-    twin_suite, twin_name = session.float_twin_variant(suite, "pruned-int8")  # type: ignore[misc]
-    assert session.checkpoint_key(twin_suite, twin_name) == session.checkpoint_key(suite, "pruned")
-    assert session.float_twin_variant(suite, "pruned") is None
+    # the float model quantized is the pruned variant: one cache entry for both
+    source_suite, source_name = session.float_variant(suite, "pruned-int8")  # type: ignore[misc]
+    assert session.checkpoint_key(source_suite, source_name) == session.checkpoint_key(
+        suite, "pruned"
+    )
+    assert session.float_variant(suite, "pruned") is None
 
     pgd = session.run_check(suite, "pruned-int8", "pgd")
-    assert pgd.extra["note"] == "attacked through the float twin"
+    assert pgd.extra["note"] == "attacked through the fake-quant twin"
     assert session.run_check(suite, "pruned", "pgd").extra["note"] == ""
     size = session.run_check(suite, "pruned-int8", "bytes")
     # a tiny model: per-channel scales and headers weigh more than in real ones (~0.27)
     assert size.passed and size.value / size.baseline_value < 0.4  # type: ignore[operator]
     assert quantization_record(session.model(suite, "pruned-int8")) is not None
-    twin = session.float_twin(suite, "pruned-int8")
-    assert twin is not None and quantization_record(twin) is None
-    assert parameter_counts(twin)[2] == pytest.approx(0.5, abs=0.01)
+    source = session.float_model(suite, "pruned-int8")
+    assert source is not None and quantization_record(source) is None
+    assert parameter_counts(source)[2] == pytest.approx(0.5, abs=0.01)
     with pytest.raises(HarnessError, match="step 1 quantizes") as info:
         session.model(suite, "backwards")
     assert "variants.backwards.compress" in str(info.value)
+
+
+def _session(
+    tmp_path: Path, progress: Callable[[str], None] = lambda _line: None
+) -> HarnessSession:
+    options = HarnessOptions(cache_dir=str(tmp_path / "cache"), device="cpu")
+    return HarnessSession(options, progress=progress)
+
+
+def test_int8_only_variant_is_differentiated_through_its_fake_quant_twin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    save_file(cnn().state_dict(), str(tmp_path / "w.safetensors"))
+    (tmp_path / "suite.yaml").write_text(SUITE.format(weights="w.safetensors"))
+    session = _session(tmp_path)
+    suite = session.suite(tmp_path / "suite.yaml")
+    saliency = session.run_check(suite, "int8", "saliency")
+    # the defect: through the dense model as "twin" this was exactly 0.000
+    assert saliency.value > 0.0  # type: ignore[operator]
+    assert saliency.extra["note"] == "saliency of the candidate through its fake-quant twin"
+    assert session.run_check(suite, "int8", "pgd").extra["note"] == (
+        "attacked through the fake-quant twin"
+    )
+    assert session.twin(suite, "dense") is None
+    x = torch.rand(4, 3, 32, 32)
+    with torch.no_grad():
+        first = session.twin(suite, "int8")(x)  # type: ignore[misc]
+    # a new session rebuilds the twin from the cached float and int8 checkpoints
+    lines: list[str] = []
+    again = _session(tmp_path, lines.append)
+    rebuilt = again.twin(again.suite(tmp_path / "suite.yaml"), "int8")
+    with torch.no_grad():
+        assert rebuilt is not None and torch.equal(rebuilt(x), first)
+    assert not any(line.startswith("built") for line in lines)
+    # quantized checkpoints (which hold the twin's activation qparams) change key with
+    # their format; float ones do not
+    keys = {v: session.checkpoint_key(suite, v) for v in ("dense", "int8")}
+    monkeypatch.setattr(session_module, "CHECKPOINT_FORMAT", "another")
+    changed = _session(tmp_path)
+    suite = changed.suite(tmp_path / "suite.yaml")
+    assert changed.checkpoint_key(suite, "dense") == keys["dense"]
+    assert changed.checkpoint_key(suite, "int8") != keys["int8"]

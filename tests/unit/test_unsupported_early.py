@@ -93,11 +93,17 @@ def test_a_raw_library_error_becomes_one_line(monkeypatch: pytest.MonkeyPatch) -
 
     fake = MethodInfo(**{**real.__dict__, "fn": broken})
     monkeypatch.setattr(METHODS, "get", lambda name, **_kw: fake)
-    step = type("Step", (), {"method": "l1_filter", "params": None})()
+    step = type("Step", (), {"method": "l1_filter", "params": None, "modules": ()})()
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.LayerNorm([4, 2, 2]))
     with pytest.raises(HarnessError) as err:
         dry_run_steps(
-            model, [step], torch.rand(2, 3, 4, 4), seed=0, suite_path="s.yaml", variant="v"
+            model,
+            [step],
+            torch.rand(2, 3, 4, 4),
+            seed=0,
+            task="classification",
+            suite_path="s.yaml",
+            variant="v",
         )
     assert str(err.value) == (
         "s.yaml: variants.v.compress[0]: l1_filter cannot compress Sequential: IndexError: "

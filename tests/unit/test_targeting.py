@@ -1,0 +1,227 @@
+"""``modules:`` on prune steps (issue 17 part 3): a cascade's networks or a model's
+backbone are compressed as parts, each on example inputs recorded from one real batch;
+the rest of the model is untouched; the checkpoint reloads; bad patterns and quantize
+steps with ``modules:`` are one-line errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from torch import nn
+
+from robustness_harness.compress.registry import METHODS, CompressContext
+from robustness_harness.compress.targeting import (
+    FORWARD,
+    apply_to_modules,
+    example_forward,
+    select_modules,
+)
+from robustness_harness.errors import HarnessError, SpecError
+from robustness_harness.session import HarnessOptions, HarnessSession
+from robustness_harness.spec import load_suite
+
+
+class Cascade(nn.Module):
+    """Two small networks run one after the other, and a head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stage1 = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU())
+        self.stage2 = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.ReLU())
+        self.head = nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.stage2(self.stage1(x)).mean((2, 3)))
+
+
+def _sparsity(module: nn.Module) -> float:
+    weights = [m.weight for m in module.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+    return float(sum((w == 0).sum() for w in weights) / sum(w.numel() for w in weights))
+
+
+def _ctx(example: torch.Tensor, task: str = "classification") -> CompressContext:
+    return CompressContext(
+        example_inputs=example,
+        progress=lambda _line: None,
+        extras={FORWARD: example_forward(task, example)},
+    )
+
+
+def test_patterns_select_the_outermost_matches() -> None:
+    model = Cascade()
+    assert select_modules(model, ["stage*"]) == ["stage1", "stage2"]
+    assert select_modules(model, ["stage1", "stage1.0"]) == ["stage1"]
+    with pytest.raises(HarnessError) as err:
+        select_modules(model, ["stage3"])
+    assert str(err.value) == (
+        "modules: no module of Cascade matches 'stage3' (fix: use names from "
+        "model.named_modules(), e.g. stage1, stage2, head)"
+    )
+
+
+def test_only_the_named_parts_are_pruned() -> None:
+    torch.manual_seed(0)
+    model = Cascade()
+    head_before = model.head.weight.clone()
+    info = METHODS.get("global_magnitude")
+    pruned = apply_to_modules(
+        info.fn, model, info.params(sparsity=0.5), _ctx(torch.rand(2, 3, 8, 8)), ["stage*"]
+    )
+    assert _sparsity(pruned.stage1) == pytest.approx(0.5, abs=0.05)
+    assert _sparsity(pruned.stage2) == pytest.approx(0.5, abs=0.05)
+    torch.testing.assert_close(pruned.head.weight, head_before)
+
+
+def test_structured_pruning_of_a_part_sees_its_own_input() -> None:
+    """l1_filter traces ``stage2`` on the 8-channel activations ``stage1`` gave it."""
+    torch.manual_seed(0)
+
+    class Inner(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = nn.Sequential(nn.Conv2d(8, 16, 3, padding=1), nn.ReLU())
+            self.out = nn.Linear(16, 5)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.out(self.body(x).mean((2, 3)))
+
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), Inner())
+    info = METHODS.get("l1_filter")
+    example = torch.rand(2, 3, 8, 8)
+    pruned = apply_to_modules(info.fn, model, info.params(sparsity=0.5), _ctx(example), ["1"])
+    assert pruned[1].body[0].out_channels == 8 and pruned[0].out_channels == 8
+    assert pruned(example).shape == (2, 5)
+
+
+@pytest.fixture
+def mtcnn():
+    pytest.importorskip("facenet_pytorch", reason="pip install --no-deps -r tests/real-weights.txt")
+    from tests.real_models.factories import mtcnn_detector, mtcnn_shipped_state
+
+    model = mtcnn_detector(40)
+    model.load_state_dict(mtcnn_shipped_state())
+    return model.eval()
+
+
+def test_mtcnn_cascade_networks_pruned_as_parts(mtcnn) -> None:
+    """MTCNN's P/R/O-Nets (real weights) on a real face photo: each net gets the inputs
+    the cascade gave it (P-Net an image pyramid level, R-Net 24 px, O-Net 48 px crops)."""
+    from skimage import data as photos
+
+    image = torch.from_numpy(photos.astronaut()).permute(2, 0, 1).float()
+    example = image[None]
+    ctx = _ctx(example, "detection")
+    seen: dict[str, tuple[int, ...]] = {}
+    info = METHODS.get("global_magnitude")
+
+    def recorded(model: nn.Module, params, c: CompressContext) -> nn.Module:
+        seen[type(model).__name__] = tuple(c.example_inputs.shape)
+        return info.fn(model, params, c)
+
+    with torch.no_grad():
+        before = mtcnn([image])[0]
+    apply_to_modules(recorded, mtcnn, info.params(sparsity=0.3), ctx, ["pnet", "rnet", "onet"])
+    assert seen["PNet"][1] == 3 and seen["RNet"][1:] == (3, 24, 24)
+    assert seen["ONet"][1:] == (3, 48, 48)
+    for net in (mtcnn.pnet, mtcnn.rnet, mtcnn.onet):
+        assert _sparsity(net) == pytest.approx(0.3, abs=0.02)
+    with torch.no_grad():
+        after = mtcnn([image])[0]
+    assert len(after["boxes"]) >= 1 and len(before["boxes"]) >= 1
+
+
+SUITE = """
+suite: parts
+model: {{factory: 'partspkg:build', checkpoint: w.safetensors, task: classification}}
+data: {{name: toysigns, split: val, params: {{n_train: 16, n_val: 8}}}}
+baseline: dense
+variants:
+  dense: {{}}
+  parts:
+    compress: [{{prune: {{method: {method}, sparsity: 0.5, modules: {modules}}}}}]
+checks:
+  acc: {{metric: accuracy, min: 0}}
+"""
+
+PARTS = """
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self, num_classes):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.trunk = nn.Sequential(
+            nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            nn.Linear(16, num_classes),
+        )
+
+    def forward(self, x):
+        return self.trunk(torch.relu(self.stem(x)))
+
+
+def build(num_classes):
+    return Net(num_classes)
+"""
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    (tmp_path / "partspkg.py").write_text(PARTS)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import partspkg  # type: ignore[import-not-found]
+
+    torch.manual_seed(0)
+    save_file(partspkg.build(12).state_dict(), str(tmp_path / "w.safetensors"))
+    return tmp_path
+
+
+def _write(
+    project: Path, method: str, modules: str, kind: str = "prune", name: str = "suite.yaml"
+) -> Path:
+    text = SUITE.format(method=method, modules=modules)
+    if kind == "quantize":
+        text = text.replace(
+            "{prune: {method: ptq_int8, sparsity: 0.5,", "{quantize: {method: ptq_int8,"
+        )
+    path = project / name
+    path.write_text(text)
+    return path
+
+
+def test_suite_with_modules_builds_reloads_and_keys_apart(project: Path) -> None:
+    session = HarnessSession(HarnessOptions(cache_dir=str(project / "cache")), progress=print)
+    suite = session.suite(_write(project, "l1_filter", "[trunk]"))
+    model = session.model(suite, "parts")
+    assert model.trunk[0].out_channels == 8 and model.stem.out_channels == 8
+    fresh = HarnessSession(HarnessOptions(cache_dir=str(project / "cache")), progress=print)
+    again = fresh.model(fresh.suite(project / "suite.yaml"), "parts")  # from the checkpoint
+    x = torch.rand(2, 3, 32, 32)
+    torch.testing.assert_close(again(x), model(x))
+    whole = session.suite(_write(project, "l1_filter", "[]", name="whole.yaml"))
+    assert session.checkpoint_key(whole, "parts") != session.checkpoint_key(suite, "parts")
+
+
+def test_modules_on_a_quantize_step_is_a_load_error(project: Path) -> None:
+    with pytest.raises(SpecError) as err:
+        load_suite(_write(project, "ptq_int8", "[trunk]", kind="quantize"))
+    assert "variants.parts.compress[0].quantize.modules: modules: is supported on prune " in str(
+        err.value
+    )
+    assert "\n" not in str(err.value)
+
+
+def test_a_pattern_that_matches_nothing_is_one_line(project: Path) -> None:
+    session = HarnessSession(HarnessOptions(cache_dir=str(project / "cache")), progress=print)
+    suite = session.suite(_write(project, "global_magnitude", "[backbone]"))
+    with pytest.raises(HarnessError) as err:
+        session.model(suite, "parts")
+    assert str(err.value).startswith(
+        f"{project / 'suite.yaml'}: variants.parts.compress[0].modules: global_magnitude "
+        "cannot compress Net: no module of Net matches 'backbone'"
+    ), err.value
