@@ -464,8 +464,9 @@ class HarnessSession:
         trains = self.trains(suite, variant)
         train = self.dataset(suite, "train") if trains else None
         steps_text = []
+        example = self.example_batch(suite)
         ctx = CompressContext(
-            example_inputs=_example_batch(self.dataset(suite, self._example_role(suite))),
+            example_inputs=example,
             seed=seed,
             progress=lambda line: self.progress(f"  {variant}: {line}"),
             train=self._train_steps(suite, variant, train) if trains else None,
@@ -473,9 +474,9 @@ class HarnessSession:
                 "calibration_images": lambda n: _example_batch(
                     self.dataset(suite, "calibration"), n
                 ),
+                FORWARD: example_forward(self.task(suite).name, example),
             },
         )
-        ctx.extras[FORWARD] = example_forward(self.task(suite).name, ctx.example_inputs)
         for i, step in enumerate(v.compress):
             info = METHODS.get(step.method, file=str(suite.path), field=f"variants.{variant}")
             with torch.random.fork_rng(devices=[]):

@@ -10,7 +10,7 @@ slots. ``FrozenBatchNorm2d`` gets its own pruner.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +18,7 @@ from typing import Any
 import torch
 import torch_pruning as tp
 from torch import nn
+from torch.utils._pytree import tree_map
 from torchvision.models.convnext import CNBlock
 from torchvision.models.detection import FCOS, FasterRCNN, RetinaNet
 from torchvision.models.detection.ssd import SSD
@@ -128,21 +129,11 @@ def layer_norm_dims(model: nn.Module, plan: TracePlan, method: str) -> dict[nn.M
     }
     if not norms:
         return {}
-    inputs: dict[nn.Module, tuple[int, ...]] = {}
-
-    def record(module: nn.Module, args: tuple[Any, ...]) -> None:
-        inputs.setdefault(module, tuple(args[0].shape))
-
-    hooks = [m.register_forward_pre_hook(record) for m in norms.values()]
-    try:
-        with torch.no_grad(), modes_kept(model):
-            plan.run(model.eval())
-    finally:
-        for hook in hooks:
-            hook.remove()
+    with torch.no_grad(), modes_kept(model):
+        inputs = first_inputs(list(norms.values()), lambda: plan.run(model.eval()))
     dims = {}
     for name, norm in norms.items():
-        shape = inputs.get(norm)
+        shape = tuple(inputs[norm].shape) if norm in inputs else None
         if shape is not None and len(shape) != len(norm.normalized_shape) + 1:
             raise HarnessError(
                 f"{method} cannot prune channels through LayerNorm '{name}': its "
@@ -165,6 +156,43 @@ def modes_kept(model: nn.Module) -> Iterator[None]:
     finally:
         for module, training in modes.items():
             module.training = training
+
+
+@contextmanager
+def forward_hooks(
+    modules: Iterable[nn.Module], hook: Callable[..., Any], *, pre: bool = False
+) -> Iterator[None]:
+    """``hook`` as a forward hook (a forward pre-hook with ``pre``) on each of
+    ``modules`` while inside."""
+    handles = [
+        m.register_forward_pre_hook(hook) if pre else m.register_forward_hook(hook) for m in modules
+    ]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def first_inputs(
+    modules: Sequence[nn.Module],
+    run: Callable[[], Any],
+    accept: Callable[[Any], bool] = lambda _value: True,
+) -> dict[nn.Module, Any]:
+    """The first positional input that ``accept`` takes of each of ``modules`` while
+    ``run()`` runs, its tensors detached copies (a later in-place op cannot change them);
+    a module that got none is absent."""
+    seen: dict[nn.Module, Any] = {}
+
+    def record(module: nn.Module, args: tuple[Any, ...]) -> None:
+        if module not in seen and args and accept(args[0]):
+            seen[module] = tree_map(
+                lambda t: t.detach().clone() if isinstance(t, torch.Tensor) else t, args[0]
+            )
+
+    with forward_hooks(modules, record, pre=True):
+        run()
+    return seen
 
 
 def detector_forward(model: nn.Module, images: torch.Tensor) -> Any:
@@ -483,7 +511,6 @@ def remove_slots(
         if pruner.DG.check_pruning_group(group):
             group.prune()
             removed += len(idxs)
-    sync_derived(pruner.model)
     return removed
 
 

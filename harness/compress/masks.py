@@ -33,8 +33,9 @@ from robustness_harness.compress.graph import (
     NORM_TYPES,
     PRUNABLE_TYPES,
     TracePlan,
+    after_surgery,
     channel_groups,
-    check_group_norms,
+    forward_hooks,
     make_pruner,
     modes_kept,
     prunable_layers,
@@ -102,13 +103,9 @@ def layer_macs(model: nn.Module, plan: TracePlan) -> dict[nn.Module, float]:
             fan_in = module.in_channels // module.groups * math.prod(module.kernel_size)
             macs[module] += per_image * fan_in
 
-    handles = [m.register_forward_hook(count) for _, m in prunable_layers(model)]
-    try:
-        with torch.no_grad(), modes_kept(model):
-            plan.run(model.eval())
-    finally:
-        for handle in handles:
-            handle.remove()
+    layers = [m for _, m in prunable_layers(model)]
+    with forward_hooks(layers, count), torch.no_grad(), modes_kept(model):
+        plan.run(model.eval())
     return dict(macs)
 
 
@@ -344,7 +341,7 @@ def ops_budget(model: nn.Module, params: OpsBudgetParams, ctx: CompressContext) 
     ]
     with plain_weights(model), modes_kept(model), torch.enable_grad():
         removed = remove_slots(pruner, chosen)
-        check_group_norms(model, "ops_budget")
+        after_surgery(model, "ops_budget")
     ratio = total_macs(model, plan) / ops.dense
     after, _ = count_parameters(model)
     changed = int((on != trained).sum())

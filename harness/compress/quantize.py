@@ -52,7 +52,7 @@ from torch.utils._pytree import tree_leaves, tree_map
 from torchvision.models.detection import FCOS, FasterRCNN, RetinaNet
 from torchvision.models.detection.ssd import SSD
 
-from robustness_harness.compress.graph import trace_plan
+from robustness_harness.compress.graph import first_inputs, trace_plan
 from robustness_harness.compress.prune import (
     count_parameters,
     effective_tensor,
@@ -248,27 +248,17 @@ def _part_inputs(
 ) -> list[list[torch.Tensor]]:
     """Zeros shaped as each part's input (its feature list, or one tensor) when the
     detector (eval mode) runs on ``image``, batch dimension 1 (the RoI box head: one RoI)."""
-    seen: dict[str, Any] = {}
-    hooks = [
-        model.get_submodule(path).register_forward_pre_hook(
-            lambda _module, args, path=path: seen.setdefault(path, args[0])
-        )
-        for path, _ in parts
-    ]
-    try:
-        model([image])
-    finally:
-        for hook in hooks:
-            hook.remove()
+    modules = [model.get_submodule(path) for path, _ in parts]
+    seen = first_inputs(modules, lambda: model([image]))
     inputs = []
-    for path, listed in parts:
-        if path not in seen:
+    for (path, listed), module in zip(parts, modules, strict=True):
+        if module not in seen:
             raise HarnessError(
                 f"quantize: {type(model).__name__}.{path} did not run on a calibration image",
                 field="quantize.method",
                 hint="quantize a detector whose eval-mode forward runs every part",
             )
-        value = seen[path]
+        value = seen[module]
         tensors = list(value.values()) if isinstance(value, dict) else value
         inputs.append([t.new_zeros(1, *t.shape[1:]) for t in (tensors if listed else [tensors])])
     return inputs

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from robustness_harness.compress.graph import first_inputs, modes_kept
 from robustness_harness.compress.registry import CompressContext, CompressFn
 from robustness_harness.compress.structure import remember_base
 from robustness_harness.errors import HarnessError
@@ -56,25 +57,10 @@ def record_inputs(
 ) -> dict[str, torch.Tensor]:
     """The first tensor input of each of ``parts`` (named ``names``) during one
     ``forward(model)``."""
-    seen: dict[str, torch.Tensor] = {}
-
-    def hook(name: str) -> Callable[..., None]:
-        def record(_module: nn.Module, args: tuple[Any, ...]) -> None:
-            if name not in seen and args and isinstance(args[0], torch.Tensor):
-                seen[name] = args[0].detach().clone()
-
-        return record
-
-    handles = [p.register_forward_pre_hook(hook(n)) for p, n in zip(parts, names, strict=True)]
-    training = {m: m.training for m in model.modules()}
-    try:
-        with torch.no_grad():
-            forward(model.eval())
-    finally:
-        for handle in handles:
-            handle.remove()
-        for module, mode in training.items():
-            module.training = mode
+    with torch.no_grad(), modes_kept(model):
+        model.eval()
+        first = first_inputs(parts, lambda: forward(model), lambda x: isinstance(x, torch.Tensor))
+    seen = {name: first[part] for part, name in zip(parts, names, strict=True) if part in first}
     missing = [n for n in names if n not in seen]
     if missing:
         raise HarnessError(
