@@ -381,10 +381,12 @@ def make_pruner(
             FrozenBatchNorm2d: FrozenBatchNormPruner(),
             nn.LayerNorm: LayerNormPruner(layer_norm_dims(model, plan, method)),
         },
-        # fresh dicts: torch-pruning's defaults are shared mutable objects
-        in_channel_groups={},
-        out_channel_groups={},
-        num_heads=dict(plan.num_heads),
+        # fresh dicts: torch-pruning's defaults are shared mutable objects. Attention
+        # layers go in as channel groups, not torch-pruning's ``num_heads`` (meant for
+        # separate q/k/v Linears; on nn.MultiheadAttention it skips the embedding group):
+        # each head then loses the same channels and head_dim stays whole.
+        in_channel_groups=dict(plan.num_heads),
+        out_channel_groups=dict(plan.num_heads),
         **extra,
     )
     check_layer_norm_coupling(pruner, method)
