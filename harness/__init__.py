@@ -3,6 +3,7 @@
 The public names load lazily, so ``import robustness_harness.errors`` stays cheap::
 
     from robustness_harness import metric, MetricResult, HarnessSession
+    from robustness_harness import load_results, compare_results  # read results.json back
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ _PUBLIC = {
     "HarnessOptions": "robustness_harness.session",
     "HarnessError": "robustness_harness.errors",
     "load_suite": "robustness_harness.spec",
+    "load_results": "robustness_harness.results_file",
+    "compare_results": "robustness_harness.results_file",
 }
 
 __all__ = sorted(_PUBLIC)

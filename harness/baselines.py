@@ -8,16 +8,20 @@ more than ``T`` (absolute) away from the recorded one. A snapshot is never creat
 silently, and one recorded in another environment (``COMPARED_STAMPS``) is not compared:
 the failure names the stamp that differs.
 
+A gate reads its snapshot before it is decided (``load_snapshot``), the decision judges
+the value against it without touching files (``judge_snapshot``, from ``decide``), and a
+regenerated value is written after (``record_snapshot``).
+
 Writers hold a file lock and read-modify-write the file, replacing it atomically, so
 xdist workers recording the same suite keep each other's entries.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as _dt
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +29,7 @@ from filelock import FileLock
 
 from robustness_harness.cache import atomic_write_json
 from robustness_harness.errors import HarnessError
-from robustness_harness.spec import Decision, Suite
+from robustness_harness.spec import Suite
 from robustness_harness.spec.thresholds import REL_TOL
 from robustness_harness.versions import git_commit, stamps
 
@@ -50,14 +54,12 @@ def item_stamps(
     """What a (variant, check) value depends on: package versions, device type, the
     check's data fingerprint, the checkpoint keys of variant and baseline, plus the
     date (UTC) and git commit of the run."""
-    from robustness_harness.measure import check_data  # measure imports this module
-
     check = suite.spec.checks[check_name]
     device = check.device.split(":")[0] if check.device else session.device.type
     return {
         **stamps(),
         "device": device,
-        "data": check_data(session, suite, check_name).fingerprint,
+        "data": session.check_data(suite, check_name).fingerprint,
         "checkpoint": session.checkpoint_key(suite, variant),
         "baseline_checkpoint": session.checkpoint_key(suite, suite.spec.baseline),
         "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
@@ -179,38 +181,70 @@ def compare(
     return float(ref), []
 
 
-def apply_snapshot(
-    session: HarnessSession,
-    suite: Suite,
-    variant: str,
-    check_name: str,
-    value: float,
-    decision: Decision,
-) -> tuple[Decision, dict[str, Any]]:
-    """Record the value (``regen``) or gate it against the snapshot (``baseline:
-    snapshot``); returns the decision (with any snapshot violation added) and what the
-    report shows (``{}`` when neither applies)."""
+@dataclass(frozen=True)
+class SnapshotRef:
+    """What deciding a gate against its snapshot needs, read before deciding: the file,
+    the current stamps, and either ``regen`` (the value is to be recorded) or the
+    recorded ``entry`` (None when missing) with the check's ``tolerance``; ``where``
+    names the file and item in messages."""
+
+    path: Path
+    metric: str
+    stamps: dict[str, str]
+    regen: bool
+    entry: dict[str, Any] | None = None
+    tolerance: float | None = None
+    where: str = ""
+
+
+def load_snapshot(
+    session: HarnessSession, suite: Suite, variant: str, check_name: str
+) -> SnapshotRef | None:
+    """The snapshot a gate is recorded into (``regen``) or judged against (``baseline:
+    snapshot``); None when neither applies."""
     check = suite.spec.checks[check_name]
     regen = session.options.regen
     if not regen and check.baseline != "snapshot":
-        return decision, {}
+        return None
     path = snapshot_path(suite)
     current = item_stamps(session, suite, variant, check_name)
     if regen:
-        entry = {"metric": check.metric, "value": _json_number(value), "stamps": current}
-        record(path, suite.spec.suite, variant, check_name, entry, keep=set(suite.spec.items()))
-        return decision, {"path": str(path), "recorded": True, "value": _json_number(value)}
-    where = f"{variant}::{check_name} in {_display(path)}"
+        return SnapshotRef(path, check.metric, current, regen=True)
     assert check.tolerance is not None  # the schema requires it with baseline: snapshot
-    ref, violations = compare(
-        lookup(read_snapshot(path), variant, check_name), value, check.tolerance, current, where
+    return SnapshotRef(
+        path,
+        check.metric,
+        current,
+        regen=False,
+        entry=lookup(read_snapshot(path), variant, check_name),
+        tolerance=check.tolerance,
+        where=f"{variant}::{check_name} in {_display(path)}",
     )
-    info = {"path": str(path), "recorded": False, "value": ref, "tolerance": check.tolerance}
-    if violations:
-        decision = dataclasses.replace(
-            decision, passed=False, violations=[*decision.violations, *violations]
-        )
-    return decision, info
+
+
+def judge_snapshot(ref: SnapshotRef, value: float) -> tuple[list[str], dict[str, Any]]:
+    """``(violations, what the report shows)`` of a gate's value against its snapshot;
+    a value to be recorded (``regen``) is shown as recorded and violates nothing."""
+    if ref.regen:
+        return [], {"path": str(ref.path), "recorded": True, "value": _json_number(value)}
+    assert ref.tolerance is not None
+    recorded, violations = compare(ref.entry, value, ref.tolerance, ref.stamps, ref.where)
+    shown = {
+        "path": str(ref.path),
+        "recorded": False,
+        "value": recorded,
+        "tolerance": ref.tolerance,
+    }
+    return violations, shown
+
+
+def record_snapshot(
+    ref: SnapshotRef, suite: Suite, variant: str, check_name: str, value: float
+) -> None:
+    """Record a decided gate's value into its snapshot (``--harness-regen``), keeping
+    the entries of the suite's other current gates."""
+    entry = {"metric": ref.metric, "value": _json_number(value), "stamps": ref.stamps}
+    record(ref.path, suite.spec.suite, variant, check_name, entry, keep=set(suite.spec.items()))
 
 
 def with_tolerance(thresholds: str, snapshot: dict[str, Any]) -> str:

@@ -1,17 +1,15 @@
-"""One gate = one (variant, check): compute the metric, reduce, decide, explain."""
+"""One gate = one (variant, check): its outcome and how it reads (failure message,
+JUnit properties), and the statistics behind it. Deciding is ``decide``'s."""
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from os import PathLike
 from typing import TYPE_CHECKING, Any
 
-from robustness_harness.metrics.registry import MetricInfo
-from robustness_harness.spec import CheckSpec, Decision, Thresholds, decide, reduce_per_class
-from robustness_harness.spec.thresholds import Interval, baseline_error, unusable_baseline
+from robustness_harness.spec import Decision, Thresholds
+from robustness_harness.spec.thresholds import Interval
 
 if TYPE_CHECKING:
     from robustness_harness.stats import Anova, RunTest
@@ -198,96 +196,3 @@ headline already shows the value."""
 
 def _fmt(x: float) -> str:
     return "nan" if x is None or math.isnan(x) else f"{x:.3f}"
-
-
-@dataclass(frozen=True)
-class Reduced:
-    """A check's gated value: ``value`` (per-class values reduced), the baseline's value
-    as shown, ``compare_to`` (what relative thresholds compare with; None for
-    ``worst_drop``, which already compares) and the class a per-class value comes from."""
-
-    value: float
-    baseline_value: float | None
-    compare_to: float | None
-    worst_class: str | None
-
-
-def reduce_check(
-    check: CheckSpec,
-    info: MetricInfo,
-    candidate: float | dict[str, float],
-    baseline: float | dict[str, float] | None,
-) -> Reduced:
-    """Reduce per-class values (``check.reduce``) of the candidate and its baseline."""
-    if isinstance(candidate, dict):
-        base_map = baseline if isinstance(baseline, dict) else None
-        value, worst_class = reduce_per_class(
-            candidate, base_map, check.reduce, info.higher_is_better
-        )
-        baseline_value = None
-        if check.reduce != "worst_drop" and base_map is not None:
-            baseline_value, _ = reduce_per_class(
-                base_map, None, check.reduce, info.higher_is_better
-            )
-        compare_to = None if check.reduce == "worst_drop" else baseline_value
-        return Reduced(value, baseline_value, compare_to, worst_class)
-    base_value = float(baseline) if isinstance(baseline, int | float) else None
-    return Reduced(float(candidate), base_value, base_value, None)
-
-
-def check_baseline(
-    check: CheckSpec,
-    info: MetricInfo,
-    baseline: float | dict[str, float] | None,
-    *,
-    baseline_name: str,
-    file: str | PathLike[str] | None = None,
-    field_prefix: str | None = None,
-) -> None:
-    """Raise ``HarnessError`` when the check gates against a baseline value that proves
-    nothing: relative thresholds on a value of 0 or NaN, or ``worst_drop`` over classes
-    that are all 0 or NaN in the baseline (NaN classes beside others are skipped, as
-    ``reduce_per_class`` does). Absolute thresholds (``min``/``max``) are not affected."""
-    if baseline is None:
-        return
-    if isinstance(baseline, dict):
-        if check.reduce == "worst_drop":
-            values = [float(v) for v in baseline.values()]
-            if values and all(unusable_baseline(v) for v in values):
-                shown = 0.0 if 0.0 in values else math.nan
-                scope = f" in all {len(values)} classes"
-                err = baseline_error(
-                    shown, metric=check.metric, baseline_name=baseline_name, scope=scope
-                )
-                raise err.with_context(file=file, field_prefix=field_prefix)
-            return
-        baseline = reduce_per_class(baseline, None, check.reduce, info.higher_is_better)[0]
-    if Thresholds.from_check(check).needs_baseline and unusable_baseline(baseline):
-        err = baseline_error(baseline, metric=check.metric, baseline_name=baseline_name)
-        raise err.with_context(file=file, field_prefix=field_prefix)
-
-
-def decide_check(
-    *,
-    check: CheckSpec,
-    info: MetricInfo,
-    candidate: float | dict[str, float],
-    baseline: float | dict[str, float] | None,
-    intervals: Mapping[str, Interval] | None = None,
-) -> tuple[float, float | None, Decision, str | None]:
-    """Reduce per-class values if needed, then apply the check's thresholds: to the
-    value, or with ``intervals`` (per gated quantity) as ``check.decide`` says.
-
-    Returns ``(value, baseline_value, decision, worst_class)``.
-    """
-    r = reduce_check(check, info, candidate, baseline)
-    mode = check.decide if intervals else "point"
-    decision = decide(
-        Thresholds.from_check(check),
-        r.value,
-        r.compare_to,
-        intervals=intervals,
-        mode=mode,
-        metric=check.metric,
-    )
-    return r.value, r.baseline_value, decision, r.worst_class

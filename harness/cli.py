@@ -1,7 +1,7 @@
-"""The ``harness`` console script: validate or show suites, inspect the cache, generate data.
+"""The ``harness`` console script: validate or show suites, compare runs, cache, generate data.
 
-Exit codes: 0 success, 1 problems found (invalid suite, corrupt cache entry),
-2 bad usage.
+Exit codes: 0 success, 1 problems found (invalid suite, corrupt cache entry, a gate that
+regressed under ``compare --fail-on-regression``), 2 bad usage or an unreadable file.
 """
 
 from __future__ import annotations
@@ -12,10 +12,13 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from robustness_harness.cache import Cache
 from robustness_harness.errors import HarnessError
+
+if TYPE_CHECKING:
+    from robustness_harness.results_file import GateChange
 
 
 def _suite_files(paths: Sequence[str]) -> list[Path]:
@@ -157,6 +160,51 @@ def cmd_gen_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Compare two results.json files gate by gate: a table and a summary line; 1 with
+    ``--fail-on-regression`` when a gate regressed or was removed."""
+    from robustness_harness.results_file import compare_results, load_results
+
+    comparison = compare_results(load_results(args.a), load_results(args.b))
+    changes = [c for c in comparison.changes if not (args.only_changes and c.kind == "same")]
+    print(f"{comparison.a} → {comparison.b}")
+    if changes:
+        print(_aligned([_COMPARE_COLUMNS, *(_compare_cells(c) for c in changes)]))
+    print(comparison.summary())
+    return 1 if args.fail_on_regression and comparison.regressed else 0
+
+
+_COMPARE_COLUMNS = ("gate", "metric", "status", "value", "delta", "change")
+
+
+def _compare_cells(change: GateChange) -> tuple[str, ...]:
+    """One table row of a gate: its status once when it stayed, ``a → b`` else."""
+    status = f"{change.status_a or '-'} → {change.status_b or '-'}"
+    if change.status_a == change.status_b:
+        status = str(change.status_a)
+    delta = "" if change.delta is None else f"{change.delta:+.4g}"
+    return (
+        change.name,
+        change.metric or "-",
+        status,
+        f"{_value(change.value_a)} → {_value(change.value_b)}",
+        delta,
+        change.kind,
+    )
+
+
+def _value(value: float | None) -> str:
+    """A recorded value as the gate table shows it (``-`` when there is none)."""
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _aligned(rows: Sequence[Sequence[str]]) -> str:
+    """``rows`` as left-aligned columns two spaces apart, trailing blanks stripped."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows)
+    return "\n".join(line.rstrip() for line in lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="harness", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -198,6 +246,20 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--n-train", type=int, help="default: toydrive 2000, toysigns 6000")
     gen.add_argument("--n-val", type=int, help="default: toydrive 400, toysigns 1000")
     gen.set_defaults(fn=cmd_gen_data)
+    compare = sub.add_parser(
+        "compare", help="compare two runs' results.json gate by gate (regressed, fixed, ...)"
+    )
+    compare.add_argument("a", help="the earlier results.json (or its --harness-report dir)")
+    compare.add_argument("b", help="the later results.json (or its --harness-report dir)")
+    compare.add_argument(
+        "--only-changes", action="store_true", help="leave out the gates that stayed the same"
+    )
+    compare.add_argument(
+        "--fail-on-regression",
+        action="store_true",
+        help="exit 1 when a gate passed in A and failed or errored in B, or is missing from B",
+    )
+    compare.set_defaults(fn=cmd_compare)
     return parser
 
 

@@ -46,7 +46,7 @@ from robustness_harness.errors import CheckError
 
 if TYPE_CHECKING:
     from robustness_harness.cache import Cache
-    from robustness_harness.spec._problems import SpecProblem
+    from robustness_harness.spec.problems import SpecProblem
 
 __all__ = [
     "ALL",
@@ -201,7 +201,7 @@ def check_severities(severities: int | Iterable[int]) -> list[int]:
 def _problem(
     message: str, *, hint: str, loc: tuple[int, ...] = (), unknown: bool = False
 ) -> SpecProblem:
-    from robustness_harness.spec._problems import SpecProblem  # imports torch: not at module level
+    from robustness_harness.spec.problems import SpecProblem  # imports torch: not at module level
 
     return SpecProblem(message, hint=hint, loc=loc, unknown=unknown)
 

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from robustness_harness.compress.registry import METHODS, CompressContext
-from robustness_harness.compress.targeting import FORWARD, apply_to_modules, example_forward
+from robustness_harness.compress.targeting import FORWARD, apply_to_modules, task_forward
 from robustness_harness.errors import HarnessError
 from robustness_harness.input_contract import inner_model
 
@@ -52,7 +52,7 @@ def dry_run_steps(
         train=lambda *_args, **_kwargs: None,
         extras={
             "calibration_images": lambda n: example[: max(1, min(n, len(example)))],
-            FORWARD: example_forward(task, example),
+            FORWARD: task_forward(task),
         },
     )
     for i, step in enumerate(steps):
@@ -61,7 +61,7 @@ def dry_run_steps(
         try:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed + i)
-                current = apply_to_modules(info.fn, current, step.params, ctx, step.modules)
+                current = apply_to_modules(info, current, step.params, ctx, step.modules)
         except HarnessError as err:
             raise _unsupported(err.message, err.field, err.hint, step.method, arch).with_context(
                 file=suite_path, field_prefix=where

@@ -1,32 +1,39 @@
-"""Measure one check: the metric of a variant and of its baseline, then decide.
+"""Measure one gate: the metric of a variant and of its baseline, and its statistics.
 
-A metric's ``inputs`` kind says what it needs: cached predictions, a candidate and
-baseline pair, the model itself, or a grid of clean and corrupted scores. With
-``corruptions:`` a prediction metric is averaged over every (corruption, severity).
+``run_check`` is one gate's path: measure (here, through the session) → decide (the
+pure ``decide.decide_gate``) → record (a regenerated snapshot). A metric's ``inputs``
+kind says what it needs: cached predictions, a candidate and baseline pair, the model
+itself, or a grid of clean and corrupted scores. With ``corruptions:`` a prediction
+metric is averaged over every (corruption, severity).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import torch
 
-from robustness_harness.baselines import apply_snapshot
+from robustness_harness.baselines import load_snapshot, record_snapshot
 from robustness_harness.cache import cache_key
-from robustness_harness.checks import (
-    CheckOutcome,
-    CheckSkipped,
-    GateStatistics,
-    Reduced,
+from robustness_harness.checks import CheckOutcome, CheckSkipped, GateStatistics
+from robustness_harness.decide import (
+    Gate,
+    GateMeasurements,
+    Measurement,
+    Value,
+    anova_groups,
+    bootstrap_statistic,
     check_baseline,
-    decide_check,
-    reduce_check,
+    decide_gate,
+    gate_statistics,
+    per_run,
+    uses_statistics,
 )
 from robustness_harness.errors import CheckError, HarnessError
 from robustness_harness.metrics import METRICS, MetricInfo, MetricResult
@@ -34,7 +41,6 @@ from robustness_harness.metrics.context import CorruptionGrid, ModelContext
 from robustness_harness.predictions import Predictions
 from robustness_harness.spec import CheckSpec, Suite, Thresholds
 from robustness_harness.spec.loader import canonical_json
-from robustness_harness.spec.thresholds import Interval, gated_quantities
 from robustness_harness.versions import stamps
 
 if TYPE_CHECKING:
@@ -44,25 +50,6 @@ if TYPE_CHECKING:
 Job = tuple[str, int]
 T = TypeVar("T")
 DEFAULT_SEVERITIES = (1, 2, 3, 4, 5)
-
-
-@dataclass(frozen=True)
-class Measurement:
-    """A metric value of one variant on one check's data, with report details."""
-
-    value: float | dict[str, float]
-    n_images: int
-    details: dict[str, Any] = field(default_factory=dict)
-    note: str = ""
-
-
-def check_data(session: HarnessSession, suite: Suite, check_name: str) -> Any:
-    """The check's evaluation images: the suite's data, its ``split``, its ``images`` cap."""
-    check = suite.spec.checks[check_name]
-    data = session.dataset(suite)
-    if check.split:
-        data = data.select(check.split, field=f"checks.{check_name}.split", file=suite.path)
-    return data.limit(check.images) if check.images else data
 
 
 def jobs_of(check: CheckSpec) -> list[Job]:
@@ -75,7 +62,7 @@ def measure(session: HarnessSession, suite: Suite, variant: str, check_name: str
     """``variant``'s value of the check's metric (not yet compared with anything)."""
     check = suite.spec.checks[check_name]
     info = METRICS.get(check.metric, file=str(suite.path), field=f"checks.{check_name}.metric")
-    data = check_data(session, suite, check_name)
+    data = session.check_data(suite, check_name)
     if info.inputs == "model":
         return _model_metric(session, suite, variant, check, info, data)
     if info.inputs == "corruption_grid":
@@ -120,7 +107,35 @@ def located(fn: Callable[[HarnessSession, Suite, str, str], T]) -> Callable[...,
 @located
 def run_check(session: HarnessSession, suite: Suite, variant: str, check_name: str) -> CheckOutcome:
     """Evaluate one gate: candidate and baseline values (means over a variant's runs),
-    reduction, statistics (``confidence``, ``runs_test``, ``anova``) and decision."""
+    statistics (``confidence``, ``runs_test``, ``anova``), the snapshot, then the
+    decision (``decide_gate``); a regenerated snapshot records the decided value."""
+    spec = suite.spec
+    check = spec.checks[check_name]
+    info = METRICS.get(check.metric)
+    cand, base = measure_gate(session, suite, variant, check_name)
+    measured = GateMeasurements(cand, base, seed=session.seed(suite, variant))
+    # an unusable baseline fails before the statistics' cost (decide_gate checks it too)
+    where = {"file": suite.path, "field_prefix": f"checks.{check_name}"}
+    check_baseline(check, info, measured.baseline_value, baseline_name=spec.baseline, **where)
+    stats = measure_statistics(session, suite, variant, check_name, cand, base)
+    snapshot = load_snapshot(session, suite, variant, check_name)
+    outcome = decide_gate(
+        Gate(spec.suite, variant, check_name, spec.baseline, file=suite.path),
+        check,
+        info,
+        dataclasses.replace(measured, statistics=stats),
+        snapshot,
+    )
+    if snapshot is not None and snapshot.regen:
+        record_snapshot(snapshot, suite, variant, check_name, outcome.value)
+    return outcome
+
+
+def measure_gate(
+    session: HarnessSession, suite: Suite, variant: str, check_name: str
+) -> tuple[list[Measurement], list[Measurement] | None]:
+    """``(candidate runs, baseline runs)`` of a gate; no baseline runs for the baseline
+    variant itself or a metric that compares by itself (unless measured together)."""
     spec = suite.spec
     check = spec.checks[check_name]
     info = METRICS.get(check.metric)
@@ -131,43 +146,7 @@ def run_check(session: HarnessSession, suite: Suite, variant: str, check_name: s
         cand = measure_runs(session, suite, variant, check_name)
     if base is None and variant != spec.baseline and not info.compares_with_baseline:
         base = measure_runs(session, suite, spec.baseline, check_name)
-    cand_value = mean_value([m.value for m in cand])
-    base_value = None if base is None else mean_value([m.value for m in base])
-    where = {"file": suite.path, "field_prefix": f"checks.{check_name}"}
-    check_baseline(check, info, base_value, baseline_name=spec.baseline, **where)
-    stats = gate_statistics(session, suite, variant, check_name, cand, base)
-    value, baseline_value, decision, worst = decide_check(
-        check=check,
-        info=info,
-        candidate=cand_value,
-        baseline=base_value,
-        intervals=stats.intervals if stats is not None else None,
-    )
-    decision, snapshot = apply_snapshot(session, suite, variant, check_name, value, decision)
-    return CheckOutcome(
-        suite=spec.suite,
-        variant=variant,
-        check=check_name,
-        metric=check.metric,
-        value=value,
-        baseline_value=baseline_value,
-        decision=decision,
-        thresholds=Thresholds.from_check(check),
-        baseline_variant=spec.baseline,
-        n_images=cand[0].n_images,
-        seed=session.seed(suite, variant),
-        worst_class=worst,
-        per_class=cand_value if isinstance(cand_value, dict) else None,
-        baseline_per_class=base_value if isinstance(base_value, dict) else None,
-        extra={
-            "reduce": check.reduce or "",
-            "note": cand[0].note,
-            "details": cand[0].details,
-            "baseline_details": base[0].details if base is not None else {},
-            "snapshot": snapshot,
-        },
-        statistics=stats,
-    )
+    return cand, base
 
 
 # -- repeated runs and statistics -------------------------------------------------------
@@ -199,7 +178,7 @@ def measure_paired_runs(
     spec = suite.spec
     check = spec.checks[check_name]
     info = METRICS.get(check.metric)
-    data = check_data(session, suite, check_name)
+    data = session.check_data(suite, check_name)
     cand: list[Measurement] = []
     base: list[Measurement] = []
     for r in range(spec.variants[variant].runs):
@@ -212,15 +191,7 @@ def measure_paired_runs(
     return cand, base
 
 
-def mean_value(values: Sequence[float | dict[str, float]]) -> float | dict[str, float]:
-    """The mean over runs of a scalar or of per-class values (class by class)."""
-    if isinstance(values[0], dict):
-        first = values[0]
-        return {k: math.fsum(v[k] for v in values) / len(values) for k in first}  # type: ignore[index]
-    return math.fsum(values) / len(values)  # type: ignore[arg-type]
-
-
-def gate_statistics(
+def measure_statistics(
     session: HarnessSession,
     suite: Suite,
     variant: str,
@@ -228,58 +199,30 @@ def gate_statistics(
     cand: list[Measurement],
     base: list[Measurement] | None,
 ) -> GateStatistics | None:
-    """Per-run values, intervals (bootstrap or t) and ANOVA of one gate; None when the
-    check uses no statistics and the variant runs once."""
-    from robustness_harness import stats
-
+    """What a gate's statistics need that only measuring gives (a bootstrap's resampled
+    values, the runs' seeds, the other variants' runs for an ANOVA), turned into
+    statistics by ``decide.gate_statistics``; None when the check uses none."""
     check = suite.spec.checks[check_name]
-    if len(cand) == 1 and check.confidence is None and not check.anova:
+    if not uses_statistics(check, len(cand)):
         return None
-    per_run = _per_run(suite, check_name, cand, base)
-    intervals: dict[str, Interval] = {}
-    t_tests = []
-    resamples = None
-    if check.runs_test is not None and check.confidence is not None:
-        for lim in Thresholds.from_check(check).limits():
-            quantity = [_quantities(r)[lim.quantity] for r in per_run]
-            t_tests.append(stats.run_t_test(quantity, lim, confidence=check.confidence))
-            intervals[lim.quantity] = t_tests[-1].interval
-    elif check.bootstrap:
-        result = _bootstrap(session, suite, variant, check_name, base is not None)
-        names = Thresholds.from_check(check).quantities()
-        intervals = dict(zip(names, result.intervals, strict=True))
-        resamples = result.resamples
-    return GateStatistics(
-        decide=check.decide,
-        method="paired_t" if t_tests else "bootstrap" if intervals else "",
-        intervals=intervals,
-        resamples=resamples,
+    info = METRICS.get(check.metric)
+    runs = per_run(check, info, _values(cand), None if base is None else _values(base))
+    boot = (
+        _bootstrap(session, suite, variant, check_name, base is not None)
+        if check.bootstrap
+        else None
+    )
+    return gate_statistics(
+        check,
+        runs,
         seeds=[session.seed(*session.run_variant(suite, variant, r)) for r in range(len(cand))],
-        run_values=[r.value for r in per_run],
-        t_tests=t_tests,
+        bootstrap=boot,
         anova=_anova(session, suite, check_name) if check.anova else None,
     )
 
 
-def _per_run(
-    suite: Suite, check_name: str, cand: list[Measurement], base: list[Measurement] | None
-) -> list[Reduced]:
-    """Each run's reduced value, against the baseline run of the same seed when the
-    baseline runs as often, else against the baseline's mean."""
-    check = suite.spec.checks[check_name]
-    info = METRICS.get(check.metric)
-    paired = base is not None and len(base) == len(cand)
-    base_mean = None if base is None else mean_value([m.value for m in base])
-    return [
-        reduce_check(check, info, m.value, base[r].value if paired else base_mean)  # type: ignore[index]
-        for r, m in enumerate(cand)
-    ]
-
-
-def _quantities(r: Reduced) -> dict[str, float]:
-    if r.compare_to is None:
-        return {"value": r.value}
-    return gated_quantities(r.value, r.compare_to)
+def _values(measurements: Sequence[Measurement]) -> list[Value]:
+    return [m.value for m in measurements]
 
 
 def _bootstrap(
@@ -293,7 +236,7 @@ def _bootstrap(
     check = suite.spec.checks[check_name]
     info = METRICS.get(check.metric)
     task = session.task(suite).name
-    data = check_data(session, suite, check_name)
+    data = session.check_data(suite, check_name)
 
     def run_values(name: str) -> list[Any]:
         runs = suite.spec.variants[name].runs
@@ -303,26 +246,9 @@ def _bootstrap(
 
     cand_fns = run_values(variant)
     base_fns = run_values(suite.spec.baseline) if with_baseline else []
-    names = Thresholds.from_check(check).quantities()
-
-    def statistic(counts: np.ndarray) -> np.ndarray:
-        cand = _mean_resampled([f(counts) for f in cand_fns])
-        base = _mean_resampled([f(counts) for f in base_fns]) if base_fns else None
-        rows = []
-        for b in range(len(counts)):
-            try:
-                r = reduce_check(
-                    check, info, _row(cand, b), None if base is None else _row(base, b)
-                )
-                q = _quantities(r)
-                rows.append([q.get(name, math.nan) for name in names])
-            except HarnessError:  # e.g. no class with ground truth in this resample
-                rows.append([math.nan] * len(names))
-        return np.asarray(rows, dtype=np.float64).T
-
     start = time.perf_counter()
     result = paired_bootstrap(
-        statistic,
+        bootstrap_statistic(check, info, cand_fns, base_fns),
         len(data),
         confidence=check.confidence,  # type: ignore[arg-type]
         resamples=check.resamples or DEFAULT_RESAMPLES,
@@ -335,19 +261,6 @@ def _bootstrap(
     return result
 
 
-def _mean_resampled(values: list[Any]) -> Any:
-    """Mean over runs of resampled values: (B,) arrays, or dicts of (B,) arrays."""
-    if isinstance(values[0], dict):
-        return {k: np.mean([v[k] for v in values], axis=0) for k in values[0]}
-    return np.mean(values, axis=0)
-
-
-def _row(values: Any, b: int) -> float | dict[str, float]:
-    if isinstance(values, dict):
-        return {k: float(v[b]) for k, v in values.items()}
-    return float(values[b])
-
-
 def _anova(session: HarnessSession, suite: Suite, check_name: str) -> Anova:
     """One-way ANOVA of the check's per-run values across the variants it gates (and the
     baseline, when its own value is meaningful); memoized per suite and check."""
@@ -356,22 +269,16 @@ def _anova(session: HarnessSession, suite: Suite, check_name: str) -> Anova:
     key = ("anova", suite.path, check_name)
     if key not in session.memo:
         spec = suite.spec
-        info = METRICS.get(spec.checks[check_name].metric)
-        base = measure_runs(session, suite, spec.baseline, check_name)
-        groups: dict[str, list[float]] = {}
-        if not info.compares_with_baseline and spec.checks[check_name].reduce != "worst_drop":
-            groups[spec.baseline] = [r.value for r in _per_run(suite, check_name, base, None)]
-        for v in spec.variants:
-            if v != spec.baseline and spec.gates(v, check_name):
-                runs = measure_runs(session, suite, v, check_name)
-                ref = None if info.compares_with_baseline else base
-                groups[v] = [r.value for r in _per_run(suite, check_name, runs, ref)]
+        check = spec.checks[check_name]
+        base = _values(measure_runs(session, suite, spec.baseline, check_name))
+        gated = {
+            v: _values(measure_runs(session, suite, v, check_name))
+            for v in spec.variants
+            if v != spec.baseline and spec.gates(v, check_name)
+        }
+        groups = anova_groups(check, METRICS.get(check.metric), (spec.baseline, base), gated)
         session.memo[key] = one_way_anova(groups)
     return session.memo[key]
-
-
-def _per_class(m: Measurement | None) -> dict[str, float] | None:
-    return m.value if m is not None and isinstance(m.value, dict) else None
 
 
 def _wrap(result: MetricResult, n_images: int, note: str = "") -> Measurement:

@@ -44,6 +44,8 @@ def recipe(spec: VariantSpec) -> str:
     for step in spec.compress:
         params = step.params
         given = params.model_dump(exclude_unset=True) if hasattr(params, "model_dump") else params
+        if step.modules:
+            given = {**given, "modules": ",".join(step.modules)}
         (quantize if step.kind == "quantize" else steps).append(
             f"{step.kind} {step.method} {_args(given)}".rstrip()
         )

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from robustness_harness import measure
 from robustness_harness.cache import Cache, cache_key, sha256_file
 from robustness_harness.checkpoint import load_checkpoint, load_user_weights, save_checkpoint
 from robustness_harness.checks import CheckOutcome
@@ -31,7 +32,7 @@ from robustness_harness.compress.quantize import (
     split_quantize_steps,
 )
 from robustness_harness.compress.registry import METHODS, CompressContext
-from robustness_harness.compress.targeting import FORWARD, apply_to_modules, example_forward
+from robustness_harness.compress.targeting import FORWARD, apply_to_modules, task_forward
 from robustness_harness.data.classification import ClassificationData
 from robustness_harness.data.coco import CocoDetectionData
 from robustness_harness.dry_run import dry_run_steps
@@ -174,6 +175,14 @@ class HarnessSession:
                 data = data.with_transform(transform.image_transform())
             self._datasets[memo] = data
         return self._datasets[memo]
+
+    def check_data(self, suite: Suite, check_name: str) -> Any:
+        """A check's evaluation images: the suite's data, its ``split``, its ``images`` cap."""
+        check = suite.spec.checks[check_name]
+        data = self.dataset(suite)
+        if check.split:
+            data = data.select(check.split, field=f"checks.{check_name}.split", file=suite.path)
+        return data.limit(check.images) if check.images else data
 
     def _load_dataset(self, suite: Suite, role: str) -> Any:
         data = suite.spec.data
@@ -474,14 +483,14 @@ class HarnessSession:
                 "calibration_images": lambda n: _example_batch(
                     self.dataset(suite, "calibration"), n
                 ),
-                FORWARD: example_forward(self.task(suite).name, example),
+                FORWARD: task_forward(self.task(suite).name),
             },
         )
         for i, step in enumerate(v.compress):
             info = METHODS.get(step.method, file=str(suite.path), field=f"variants.{variant}")
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed + i)
-                model = apply_to_modules(info.fn, model, step.params, ctx, step.modules)
+                model = apply_to_modules(info, model, step.params, ctx, step.modules)
             steps_text.append(f"{step.kind} {step.method} {_step_args(step.params)}")
         if v.finetune is not None and v.finetune.epochs > 0 and train is not None:
             recipe = _recipe(v.finetune, seed)
@@ -683,10 +692,9 @@ class HarnessSession:
         return self.predictions(suite, variant).subset(data.image_ids)
 
     def run_check(self, suite: Suite, variant: str, check_name: str) -> CheckOutcome:
-        """Evaluate one gate: candidate and baseline values, reduction and decision."""
-        from robustness_harness.measure import run_check
-
-        return run_check(self, suite, variant, check_name)
+        """Evaluate one gate: candidate and baseline values, reduction and decision
+        (``measure.run_check``)."""
+        return measure.run_check(self, suite, variant, check_name)
 
 
 def model_identity(spec: ModelSpec) -> dict[str, Any]:

@@ -25,9 +25,9 @@ from torchvision.models.detection.ssd import SSD
 from torchvision.models.vision_transformer import Encoder, VisionTransformer
 from torchvision.ops.misc import FrozenBatchNorm2d
 
+from robustness_harness.compress.names import matching
 from robustness_harness.compress.structure import sync_derived
 from robustness_harness.errors import HarnessError
-from robustness_harness.registry import did_you_mean
 
 #: torchvision detection families the structured methods trace (``_detector_parts``).
 DETECTOR_TYPES: tuple[type[nn.Module], ...] = (FCOS, RetinaNet, SSD, FasterRCNN)
@@ -290,25 +290,48 @@ def _unwrapped(model: nn.Module) -> list[tuple[nn.Parameter, int]]:
     return found
 
 
+def _outputs(value: Any, batch: int) -> list[torch.Tensor] | None:
+    """A model's output as a list of ``(batch, width, ...)`` tensors: one tensor, or a
+    tuple/list of them (a cascade stage's class and box outputs); None otherwise."""
+    values = list(value) if isinstance(value, tuple | list) else [value]
+    if values and all(
+        isinstance(v, torch.Tensor) and v.ndim >= 2 and v.shape[0] == batch for v in values
+    ):
+        return values
+    return None
+
+
+def _width(layer: nn.Module) -> int:
+    return int(layer.out_features if isinstance(layer, nn.Linear) else layer.out_channels)
+
+
 def _classifier_plan(model: nn.Module, images: torch.Tensor, method: str) -> TracePlan:
+    """Images → logits, or → a tuple of outputs: the last layer of each output's width
+    (in registration order) keeps it."""
     try:
         with torch.no_grad(), modes_kept(model):
-            logits = model.eval()(images)
+            value = model.eval()(images)
     except Exception as exc:
         raise _unsupported(model, f"failed on an image batch ({exc})", method) from exc
-    if not (isinstance(logits, torch.Tensor) and logits.ndim == 2):
-        raise _unsupported(model, "does not return a (batch, classes) tensor", method)
-    outputs = [
-        m
-        for m in model.modules()
-        if (isinstance(m, nn.Linear) and m.out_features == logits.shape[1])
-        or (isinstance(m, nn.modules.conv._ConvNd) and m.out_channels == logits.shape[1])
-    ]
-    if not outputs:
-        raise _unsupported(model, "has no final Linear/Conv layer producing its logits", method)
+    outputs = _outputs(value, len(images))
+    if outputs is None:
+        raise _unsupported(
+            model, "does not return a (batch, classes) tensor or a tuple of them", method
+        )
+    layers = [m for _, m in prunable_layers(model)]
+    keep = []
+    for output in outputs:
+        same = [m for m in layers if _width(m) == output.shape[1]]
+        if not same:
+            raise _unsupported(
+                model,
+                f"has no final Linear/Conv layer producing its {output.shape[1]} output channels",
+                method,
+            )
+        keep.append(same[-1])
     heads = {m: m.num_heads for m in model.modules() if isinstance(m, nn.MultiheadAttention)}
     return TracePlan(
-        images, None, [outputs[-1]], torch.zeros_like(images), _unwrapped(model), heads
+        images, None, list(dict.fromkeys(keep)), torch.zeros_like(images), _unwrapped(model), heads
     )
 
 
@@ -337,17 +360,9 @@ def trace_plan(
 
 
 def modules_named(model: nn.Module, names: Sequence[str], method: str) -> list[nn.Module]:
-    """The modules called ``names`` in ``model``; a did-you-mean error for a missing one."""
-    modules = dict(model.named_modules())
-    missing = [n for n in names if n not in modules]
-    if missing:
-        known = [n for n in modules if n]
-        raise HarnessError(
-            f"{method}: no module named '{missing[0]}' in {type(model).__name__}",
-            field="ignore",
-            hint=f"{did_you_mean(missing[0], known)}use names from model.named_modules()",
-        )
-    return [modules[n] for n in names]
+    """The modules ``names`` (names or fnmatch patterns, ``robustness_harness.compress.names``)
+    match in ``model``; a did-you-mean error for a pattern matching none."""
+    return [model.get_submodule(n) for n in matching(model, names, field="ignore", method=method)]
 
 
 def make_pruner(

@@ -39,11 +39,11 @@ from torch import nn
 from torch.nn.utils import parametrize, prune
 
 from robustness_harness.compress.graph import TracePlan, modes_kept, prunable_layers, trace_plan
-from robustness_harness.compress.prune import finalize_pruning, model_sparsity
+from robustness_harness.compress.prune import finalize_pruning, model_sparsity, pruned_layers
 from robustness_harness.compress.registry import CompressContext, compression_method
 from robustness_harness.compress.schedule import SparsityParams, require_training
 from robustness_harness.errors import HarnessError
-from robustness_harness.spec._problems import problem_from_pydantic
+from robustness_harness.spec.problems import problem_from_pydantic
 from robustness_harness.train.adversarial import AdversarialTraining
 
 
@@ -234,8 +234,7 @@ def _initial_scores(
 )
 def hydra(model: nn.Module, params: HydraParams, ctx: CompressContext) -> nn.Module:
     """Learn top-k importance scores with frozen weights; keep the winners as masks."""
-    layers = [m for _, m in prunable_layers(model)]
-    if not layers:
+    if not prunable_layers(model):
         raise HarnessError(
             f"hydra found no Conv or Linear layers in {type(model).__name__}",
             hint="prune a model built from nn.Conv*/nn.Linear layers",
@@ -243,6 +242,7 @@ def hydra(model: nn.Module, params: HydraParams, ctx: CompressContext) -> nn.Mod
     if params.sparsity == 0:
         return model
     finalize_pruning(model)  # earlier masks are folded in; their zeros score lowest
+    layers = pruned_layers(model, params.ignore, "hydra")
     scores = _initial_scores(model, params, ctx, layers)
     masks = {}
     for layer in layers:

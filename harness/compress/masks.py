@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 import torch_pruning as tp
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 from torch import nn
 
 from robustness_harness.compress.graph import (
@@ -42,27 +42,25 @@ from robustness_harness.compress.graph import (
     remove_slots,
     trace_plan,
 )
+from robustness_harness.compress.names import IgnoreParams
 from robustness_harness.compress.prune import count_parameters, plain_weights
 from robustness_harness.compress.registry import CompressContext, compression_method
 from robustness_harness.compress.schedule import (
-    check_module_names,
     check_not_bool,
     require_training,
 )
 from robustness_harness.compress.structure import remember_base
 from robustness_harness.errors import HarnessError
-from robustness_harness.spec._problems import SpecProblem
+from robustness_harness.spec.problems import SpecProblem
 
 BUDGET_HINT = "use the target share of dense operations, e.g. budget: 0.5"
 
 
-class OpsBudgetParams(BaseModel):
+class OpsBudgetParams(IgnoreParams):
     """``budget`` ψ*: target ops (Conv/Linear MACs) as a share of the dense model, in
     (0, 1]; ``penalty`` b of the hinge loss; ``steps`` optimizer steps of gate training
     at learning rate ``lr`` (gates: ``gate_lr``); ``tolerance``: how far below ψ* the
     final ops may lie; ``ignore``: modules whose channels are kept."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     budget: float
     penalty: float = Field(10.0, gt=0)
@@ -70,9 +68,6 @@ class OpsBudgetParams(BaseModel):
     lr: float = Field(1e-3, gt=0)
     gate_lr: float = Field(0.02, gt=0)
     tolerance: float = Field(0.01, gt=0, lt=1)
-    ignore: tuple[str, ...] = ()
-
-    _ignore = field_validator("ignore", mode="before")(check_module_names)
 
     @field_validator("budget", mode="before")
     @classmethod

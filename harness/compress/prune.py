@@ -9,12 +9,12 @@ gradually with the AGP schedule (``robustness_harness.compress.schedule``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
 import torch_pruning as tp
-from pydantic import Field, field_validator
+from pydantic import Field
 from torch import nn
 from torch.nn.utils import prune
 
@@ -27,12 +27,12 @@ from robustness_harness.compress.graph import (
     prunable_layers,
     trace_plan,
 )
+from robustness_harness.compress.names import inside, matching
 from robustness_harness.compress.registry import CompressContext, compression_method
 from robustness_harness.compress.schedule import (
     SPARSITY_HINT,
     ScheduleParams,
     agp_sparsity,
-    check_module_names,
     run_schedule,
     schedule_data_use,
 )
@@ -70,10 +70,7 @@ class L1FilterParams(ScheduleParams):
     ``round_to``: keep channel counts multiples of it; ``schedule: agp`` as for
     ``global_magnitude`` (filters removed gradually between fine-tuning bursts)."""
 
-    ignore: tuple[str, ...] = ()
     round_to: int | None = Field(None, ge=1)
-
-    _ignore = field_validator("ignore", mode="before")(check_module_names)
 
 
 # -- measuring -------------------------------------------------------------------------------
@@ -126,13 +123,25 @@ def _refresh_masked_weights(model: nn.Module) -> None:
         setattr(module, hook._tensor_name, hook.apply_mask(module))
 
 
-def prune_to_sparsity(model: nn.Module, sparsity: float) -> None:
-    """Globally mask the smallest-|w| Conv/Linear weights until ``sparsity`` of them are masked.
+def pruned_layers(
+    model: nn.Module, ignore: Sequence[str] = (), method: str = ""
+) -> list[nn.Module]:
+    """The Conv/Linear layers a method prunes: all but those ``ignore`` names or patterns
+    match (and those inside a matched container)."""
+    skipped = matching(model, ignore, field="ignore", method=method)
+    return [m for name, m in prunable_layers(model) if not inside(name, skipped)]
+
+
+def prune_to_sparsity(
+    model: nn.Module, sparsity: float, layers: Sequence[nn.Module] | None = None
+) -> None:
+    """Globally mask the smallest-|w| weights of ``layers`` (default: every Conv/Linear
+    layer) until ``sparsity`` of them are masked.
 
     Existing masks are kept and count towards the target, so calling this with a
     growing target prunes gradually (the building block of schedules such as AGP).
     """
-    layers = [m for _, m in prunable_layers(model)]
+    layers = [m for _, m in prunable_layers(model)] if layers is None else list(layers)
     total = sum(m.weight.numel() for m in layers)
     masked = sum(int((m.weight_mask == 0).sum()) for m in layers if hasattr(m, "weight_mask"))
     extra = round(sparsity * total) - masked
@@ -150,15 +159,17 @@ def prune_to_sparsity(model: nn.Module, sparsity: float) -> None:
 def global_magnitude(
     model: nn.Module, params: GlobalMagnitudeParams, ctx: CompressContext
 ) -> nn.Module:
-    """Zero the globally smallest Conv/Linear weights; masks stay on for fine-tuning."""
+    """Zero the globally smallest Conv/Linear weights (of the layers not ignored); masks
+    stay on for fine-tuning."""
     if not prunable_layers(model):
         raise HarnessError(
             f"global_magnitude found no Conv or Linear layers in {type(model).__name__}",
             hint="prune a model built from nn.Conv*/nn.Linear layers",
         )
+    layers = pruned_layers(model, params.ignore, "global_magnitude")
 
     def prune_to(_event: int, target: float) -> str:
-        prune_to_sparsity(model, target)
+        prune_to_sparsity(model, target, layers)
         shown = target if params.schedule == "agp" else model_sparsity(model)
         return f"sparsity {shown:.3f}"
 

@@ -38,10 +38,10 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, Strict
+from pydantic import Field, Strict
 from torch import nn
 from torch.ao.nn.quantized.modules.utils import WeightedQuantizedModule
 from torch.ao.quantization import QConfig, QConfigMapping, get_default_qconfig_mapping
@@ -53,6 +53,7 @@ from torchvision.models.detection import FCOS, FasterRCNN, RetinaNet
 from torchvision.models.detection.ssd import SSD
 
 from robustness_harness.compress.graph import first_inputs, trace_plan
+from robustness_harness.compress.names import IgnoreParams, inside, matching
 from robustness_harness.compress.prune import (
     count_parameters,
     effective_tensor,
@@ -61,6 +62,7 @@ from robustness_harness.compress.prune import (
 )
 from robustness_harness.compress.registry import CompressContext, compression_method
 from robustness_harness.compress.structure import REBUILD_HINT, structure_of
+from robustness_harness.compress.targeting import FORWARD, PARTS
 from robustness_harness.errors import CheckpointError, HarnessError
 
 BACKEND = "x86"
@@ -68,9 +70,9 @@ RECORD_ATTR = "_harness_quantization"
 INT4_RANGE = (-7, 7)  # narrow symmetric 4-bit, see the module docstring
 CALIBRATION_BATCH = 16
 #: Bump when what a quantized checkpoint holds changes (it goes into checkpoint keys).
-CHECKPOINT_FORMAT = "fake-quant-twin-1"
+CHECKPOINT_FORMAT = "fake-quant-twin-2"
 _QRANGE = {torch.quint8: (0, 255), torch.qint8: (-128, 127), torch.qint32: (-(2**31), 2**31 - 1)}
-Kind = Literal["classifier", "detector"]
+Kind = Literal["classifier", "detector", "parts"]
 #: The traceable parts quantized per detector family: ``(module path, takes the feature
 #: list)``; a part taking the list is wrapped so that its modules are named ``head.*``.
 DETECTOR_PARTS: tuple[tuple[tuple[type, ...], tuple[tuple[str, bool], ...]], ...] = (
@@ -85,10 +87,9 @@ _QUIET = (
 )
 
 
-class QuantizeParams(BaseModel):
-    """``calibration_images``: training images the activation observers see (first N)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class QuantizeParams(IgnoreParams):
+    """``calibration_images``: training images the activation observers see (first N);
+    ``ignore``: modules that stay in float."""
 
     calibration_images: Annotated[int, Strict()] = Field(64, ge=1)
 
@@ -97,13 +98,15 @@ class QuantizeParams(BaseModel):
 class QuantRecord:
     """How a model was quantized: enough to rebuild its quantized graph at load.
 
-    ``kind``: ``classifier`` (whole model) or ``detector`` (its ``parts``);
-    ``example_shapes``: tracing inputs (the image batch; for detectors each part's input
-    in turn, batch dimension 1); ``parts``: a detector's quantized parts as ``(module
+    ``kind``: ``classifier`` (whole model), ``detector`` (a torchvision detector's
+    ``DETECTOR_PARTS``) or ``parts`` (the parts a step's ``modules:`` named);
+    ``example_shapes``: tracing inputs (the image batch; otherwise each part's input
+    in turn, batch dimension 1); ``parts``: the quantized parts as ``(module
     path, feature maps it takes)``, 0 for a part taking one tensor;
     ``float_structure``/``float_shapes``: layer sizes
     (``robustness_harness.compress.structure``) and state-dict shapes of the float model;
-    ``int8_layers``: modules kept at 8-bit weights under a 4-bit scheme.
+    ``int8_layers``: modules kept at 8-bit weights under a 4-bit scheme;
+    ``float_layers``: modules left in float (the step's ``ignore``).
     """
 
     method: str
@@ -114,6 +117,7 @@ class QuantRecord:
     float_shapes: dict[str, tuple[int, ...]]
     int8_layers: tuple[str, ...] = ()
     parts: tuple[tuple[str, int], ...] = ()
+    float_layers: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """JSON-able fields, without ``float_structure`` (the checkpoint's structure itself)."""
@@ -136,12 +140,13 @@ class QuantRecord:
                 },
                 int8_layers=tuple(str(name) for name in data.get("int8_layers", ())),
                 parts=_parts_of(data),
+                float_layers=tuple(str(name) for name in data.get("float_layers", ())),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise CheckpointError(
                 f"corrupt quantization record ({exc!r})", hint=REBUILD_HINT
             ) from None
-        if record.kind not in ("classifier", "detector") or record.weight_bits not in (4, 8):
+        if record.kind not in get_args(Kind) or record.weight_bits not in (4, 8):
             raise CheckpointError(
                 f"corrupt quantization record (kind {record.kind!r}, "
                 f"weight_bits {record.weight_bits})",
@@ -172,10 +177,14 @@ class QuantizedPart(nn.Module):
     move to the CPU and outputs back to the device of the first input tensor.
     ``twin_scales``/``twin_zero_points``: the calibrated qparams of the observed graph's
     activation observers, in graph order (1 and 0 for float ones), for the fake-quant twin.
+    ``dtype``: an empty float32 CPU parameter, what code asking a part for
+    ``next(part.parameters())`` to learn its inputs' dtype and device should get
+    (facenet-pytorch's MTCNN does; the quantized weights are packed, not parameters).
     """
 
     def __init__(self, graph: nn.Module, activations: list[tuple[float, int]]) -> None:
         super().__init__()
+        self.dtype = nn.Parameter(torch.empty(0), requires_grad=False)
         self.graph = graph
         scales, zero_points = zip(*activations, strict=True) if activations else ((), ())
         self.register_buffer("twin_scales", torch.tensor(scales, dtype=torch.float64))
@@ -277,31 +286,58 @@ def first_and_output_layers(model: nn.Module, image: torch.Tensor, method: str) 
 
 
 def make_record(
-    model: nn.Module, method: str, weight_bits: int, image: torch.Tensor
+    model: nn.Module,
+    method: str,
+    weight_bits: int,
+    image: torch.Tensor,
+    *,
+    targets: dict[str, torch.Tensor] | None = None,
+    ignore: Sequence[str] = (),
 ) -> QuantRecord:
-    """The record of quantizing the float ``model`` (eval mode), traced with ``image`` (CHW).
+    """The record of quantizing the float ``model`` (eval mode), traced with ``image`` (CHW):
+    the whole model, a detector's ``DETECTOR_PARTS`` or the ``targets`` (``{part name:
+    an input it got}``); ``ignore``: names or patterns of modules left in float.
 
     With 4-bit weights the first and output layers stay at 8 bits, as usual for 4-bit
     schemes (measured on toydrive-fcos, 100 val images: mAP 0.507 float, 0.494 with
     them at 8 bits, 0.125 with every layer at 4 bits).
     """
-    parts = detector_parts(model)
-    with torch.no_grad():
-        inputs = [[image[None]]] if parts is None else _part_inputs(model, image, parts)
-    int8 = first_and_output_layers(model, image, method) if weight_bits < 8 else []
+    floats = matching(model, ignore, field="ignore", method=method)
+    if targets:
+        kind: Kind = "parts"
+        parts = tuple((name, False) for name in targets)
+        inputs = [[t.new_zeros(1, *t.shape[1:])] for t in targets.values()]
+        int8 = [
+            f"{name}.{layer}"
+            for name, t in targets.items()
+            for layer in _int8_layers(model.get_submodule(name), t[0], method, weight_bits)
+        ]
+    else:
+        detector = detector_parts(model)
+        kind = "classifier" if detector is None else "detector"
+        parts = detector or ()
+        with torch.no_grad():
+            inputs = [[image[None]]] if detector is None else _part_inputs(model, image, parts)
+        int8 = _int8_layers(model, image, method, weight_bits)
     return QuantRecord(
         method=method,
         weight_bits=weight_bits,
-        kind="classifier" if parts is None else "detector",
+        kind=kind,
         example_shapes=tuple(tuple(e.shape) for tensors in inputs for e in tensors),
         float_structure=structure_of(model),
         float_shapes={k: tuple(v.shape) for k, v in model.state_dict().items()},
-        int8_layers=tuple(int8),
+        int8_layers=tuple(name for name in int8 if not inside(name, floats)),
         parts=tuple(
             (path, len(tensors) if listed else 0)
-            for (path, listed), tensors in zip(parts or (), inputs if parts else (), strict=True)
+            for (path, listed), tensors in zip(parts, inputs if parts else (), strict=True)
         ),
+        float_layers=tuple(floats),
     )
+
+
+def _int8_layers(model: nn.Module, example: torch.Tensor, method: str, bits: int) -> list[str]:
+    """The layers kept at 8-bit weights under 4-bit ones (none at 8 bits)."""
+    return first_and_output_layers(model, example, method) if bits < 8 else []
 
 
 def _prepare(module: nn.Module, mapping: QConfigMapping, example: Any, method: str) -> nn.Module:
@@ -320,24 +356,40 @@ def _prepare(module: nn.Module, mapping: QConfigMapping, example: Any, method: s
 
 def _mapping(record: QuantRecord, path: str = "", listed: bool = False) -> QConfigMapping:
     """The qconfig of the part at ``path`` (``""``: the whole model): its
-    ``record.int8_layers`` keep 8-bit weights, named within the part (``head.*`` in the
-    wrapper of a part taking the feature list, whose ``torch.cat`` stays float)."""
+    ``record.int8_layers`` keep 8-bit weights and its ``float_layers`` stay float, named
+    within the part (``head.*`` in the wrapper of a part taking the feature list, whose
+    ``torch.cat`` stays float)."""
     mapping = qconfig_mapping(record.weight_bits)
     if listed:  # per-level outputs: a quantized cat would clamp all to the first's range
         mapping.set_object_type(torch.cat, None)
     int8 = qconfig_mapping(8).global_qconfig
     prefix = f"{path}." if path else ""
-    for name in record.int8_layers:
-        if name.startswith(prefix):
-            inner = name.removeprefix(prefix)
-            mapping.set_module_name(f"head.{inner}" if listed else inner, int8)
+    for names, qconfig in ((record.int8_layers, int8), (record.float_layers, None)):
+        for name in names:
+            if name.startswith(prefix):
+                inner = name.removeprefix(prefix)
+                mapping.set_module_name(f"head.{inner}" if listed else inner, qconfig)
     return mapping
+
+
+class FloatPReLU(nn.PReLU):
+    """An ``nn.PReLU`` that FX quantization leaves in float (between dequantize and
+    quantize): torch's ``quantized::prelu`` kernel gives wrong values (torch 2.13, x86:
+    off by up to 85 quantization steps; ``tests/unit/test_quantize_prelu.py``), and
+    lowering replaces exactly ``nn.PReLU``, whatever its qconfig."""
+
+
+def _float_prelus(model: nn.Module) -> None:
+    for module in model.modules():
+        if type(module) is nn.PReLU:
+            module.__class__ = FloatPReLU
 
 
 def _observed(model: nn.Module, record: QuantRecord) -> tuple[nn.Module, list[str]]:
     """A CPU eval copy of the float ``model`` with its quantized parts FX-prepared
     (observers inserted), and those parts' attribute names (``""``: the whole model)."""
     model = copy.deepcopy(model).cpu().eval()
+    _float_prelus(model)
     examples = [torch.zeros(shape) for shape in record.example_shapes]
     if record.kind == "classifier":
         return _prepare(model, _mapping(record), examples[0], record.method), [""]
@@ -398,18 +450,31 @@ def _converted(graph: nn.Module, _name: str) -> QuantizedPart:
 
 
 def build_quantized(
-    model: nn.Module, record: QuantRecord, batches: Sequence[torch.Tensor] = ()
+    model: nn.Module,
+    record: QuantRecord,
+    batches: Sequence[torch.Tensor] = (),
+    forward: Callable[[nn.Module, torch.Tensor], Any] | None = None,
 ) -> nn.Module:
     """Quantize a copy of the float ``model`` as ``record`` says: prepare, run ``batches``
-    (B, C, H, W images in [0, 1]) through the observers, convert. Without batches the
-    observers stay empty: a skeleton whose quantized tensors a checkpoint then fills."""
+    (B, C, H, W images in [0, 1]) through the observers by ``forward(model, batch)``
+    (default: a classifier on the batch, a detector on its list of images), convert.
+    Without batches the observers stay empty: a skeleton whose quantized tensors a
+    checkpoint then fills."""
+    if forward is None:
+        forward = _default_forward(record.kind)
     with _quiet(), torch.no_grad():
         observed, parts = _observed(model, record)
         for batch in batches:
-            observed(batch if record.kind == "classifier" else list(batch))
+            forward(observed, batch)
         quantized = _parts(observed, parts, _converted)
     quantized.__dict__[RECORD_ATTR] = record
     return quantized.eval()
+
+
+def _default_forward(kind: Kind) -> Callable[[nn.Module, torch.Tensor], Any]:
+    if kind == "classifier":
+        return lambda model, batch: model(batch)
+    return lambda model, batch: model(list(batch))
 
 
 def rebuild_quantized(model: nn.Module, record: QuantRecord) -> nn.Module:
@@ -555,11 +620,17 @@ def _quantize(
     images = calibration_images(ctx, params.calibration_images)
     if len(images) == 0:
         raise HarnessError(f"{method}: no calibration images", hint="give the suite training data")
-    record = make_record(model, method, bits, images[0])
-    quantized = build_quantized(model, record, images.split(CALIBRATION_BATCH))
+    targets = ctx.extras.get(PARTS)
+    record = make_record(model, method, bits, images[0], targets=targets, ignore=params.ignore)
+    forward = ctx.extras.get(FORWARD) if targets else None
+    quantized = build_quantized(model, record, images.split(CALIBRATION_BATCH), forward)
     short = f" (only {len(images)} available)" if len(images) < params.calibration_images else ""
     layers = sum(1 for _ in quantized_weights(quantized))
     kept = f" ({len(record.int8_layers)} at 8 bits)" if record.int8_layers else ""
+    if record.float_layers:
+        kept += f" ({len(record.float_layers)} modules left in float)"
+    if targets:
+        kept += f" in {', '.join(targets)}"
     ctx.progress(
         f"{method}: {layers} layers quantized{kept}, calibrated on {len(images)} images{short}"
     )

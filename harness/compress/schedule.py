@@ -11,12 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from torch import nn
 
+from robustness_harness.compress.names import IgnoreParams
 from robustness_harness.compress.registry import CompressContext, DataUse
 from robustness_harness.errors import HarnessError
-from robustness_harness.spec._problems import SpecProblem
+from robustness_harness.spec.problems import SpecProblem
 
 SPARSITY_HINT = "use a fraction such as 0.5 (the share of weights or filters to remove)"
 
@@ -38,20 +39,9 @@ def _sparsity_in_range(value: float) -> float:
     return value
 
 
-def check_module_names(value: Any) -> Any:
-    """``ignore``: a list of module names (a single string is a common slip)."""
-    if not isinstance(value, list | tuple):
-        raise SpecProblem(
-            f"ignore must be a list of module names, got {value!r}",
-            hint="write ignore: [backbone.stem.0, ...] (names from model.named_modules())",
-        )
-    return value
-
-
-class SparsityParams(BaseModel):
-    """``sparsity``: the share in [0, 1) that a method removes (its unit is the method's)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class SparsityParams(IgnoreParams):
+    """``sparsity``: the share in [0, 1) that a method removes (its unit is the method's);
+    ``ignore``: modules it leaves as they are."""
 
     sparsity: float
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 import torch_pruning as tp
-from pydantic import Field, field_validator
+from pydantic import Field
 from torch import nn
 
 from robustness_harness.compress.graph import (
@@ -28,7 +28,6 @@ from robustness_harness.compress.prune import count_parameters, plain_weights
 from robustness_harness.compress.registry import CompressContext, compression_method
 from robustness_harness.compress.schedule import (
     SparsityParams,
-    check_module_names,
     require_training,
 )
 from robustness_harness.compress.structure import remember_base
@@ -42,9 +41,6 @@ class SlimmingParams(SparsityParams):
 
     penalty: float = Field(1e-4, ge=0)
     train_steps: int = Field(100, ge=0)
-    ignore: tuple[str, ...] = ()
-
-    _ignore = field_validator("ignore", mode="before")(check_module_names)
 
 
 def batch_norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:

@@ -35,6 +35,15 @@ import scipy.sparse
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from robustness_harness.metrics.coco_format import (
+    CocoEvalResult,
+    canonical_gt_json,
+    check_image_ids,
+    check_predictions,
+    gt_fingerprint,
+    normalize_gt,
+    results_coco,
+)
 from robustness_harness.metrics.registry import Resampled, Resampler
 from robustness_harness.predictions import DetectionPredictions
 
@@ -312,23 +321,21 @@ def evaluate_pool(
 ) -> CocoPool:
     """``COCOeval.evaluate()`` of ``preds`` on ``image_ids`` (validated and normalised as
     ``coco_evaluate`` does), kept as a ``CocoPool``; memoized."""
-    from robustness_harness.metrics import detection as det
-
-    gt_fp, canonical = det._gt_fingerprint(gt)
+    gt_fp, canonical = gt_fingerprint(gt)
     img_key = tuple(sorted({int(i) for i in image_ids}))
     key = (gt_fp, preds.fingerprint, img_key)
     if key in _MEMO:
         _MEMO.move_to_end(key)
         return _MEMO[key]
-    dataset = det._normalize_gt(json.loads(canonical or det._canonical_json(gt)))
-    det._check_image_ids(img_key, dataset)
-    det._check_predictions(preds, dataset)
+    dataset = normalize_gt(json.loads(canonical or canonical_gt_json(gt)))
+    check_image_ids(img_key, dataset)
+    check_predictions(preds, dataset)
     with contextlib.redirect_stdout(io.StringIO()):
         coco_gt = COCO()
         coco_gt.dataset = dataset
         coco_gt.createIndex()
         results = preds.to_coco_results()
-        coco_dt = coco_gt.loadRes(results) if results else det.results_coco(coco_gt, results)
+        coco_dt = coco_gt.loadRes(results) if results else results_coco(coco_gt, results)
         ev = COCOeval(coco_gt, coco_dt, "bbox")
         ev.params.imgIds = list(img_key)
         ev.evaluate()
@@ -376,8 +383,6 @@ def per_class_resampler(*, iou_50: bool = False) -> Resampler:
     truth in the resample), read as ``CocoEvalResult`` reads it."""
 
     def prepare(preds: DetectionPredictions, targets: Any) -> Resampled:
-        from robustness_harness.metrics.detection import CocoEvalResult
-
         pool, order = _pool_for(preds, targets)
         area = pool.params.areaRngLbl.index("all")
 

@@ -19,7 +19,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from robustness_harness.errors import HarnessError, SpecError
-from robustness_harness.spec._problems import (
+from robustness_harness.spec.problems import (
     Loc,
     SpecProblem,
     describe_input,

@@ -40,7 +40,7 @@ from robustness_harness.errors import HarnessError
 from robustness_harness.input_contract import NORMALIZATIONS, Contract
 from robustness_harness.metrics.registry import METRICS, MetricInfo
 from robustness_harness.registry import Registry, did_you_mean
-from robustness_harness.spec._problems import (
+from robustness_harness.spec.problems import (
     NUMBER_HINT,
     Loc,
     SpecProblem,
@@ -588,19 +588,12 @@ def parse_step(data: Any) -> dict[str, Any]:
 
 
 def _modules(kind: str, body: dict[str, Any]) -> tuple[str, ...]:
-    """``modules:`` of a step: qualified module names or fnmatch patterns (prune only)."""
+    """``modules:`` of a step: qualified module names or fnmatch patterns."""
     value = body.get("modules", [])
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
         raise SpecProblem(
             f"modules must be a list of module names, got {describe_input(value)}",
             hint="write modules: [backbone, head.conv.*] (names from model.named_modules())",
-            loc=(kind, "modules"),
-        )
-    if value and kind != "prune":
-        raise SpecProblem(
-            "modules: is supported on prune steps only (a quantized part inside a float "
-            "model has no checkpoint format yet)",
-            hint="quantize the whole model, or remove modules: from the quantize step",
             loc=(kind, "modules"),
         )
     return tuple(value)

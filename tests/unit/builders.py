@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from robustness_harness.checks import CheckOutcome, GateStatistics, decide_check
+from robustness_harness.checks import CheckOutcome, GateStatistics
+from robustness_harness.decide import Gate, GateMeasurements, Measurement, decide_gate
 from robustness_harness.metrics import METRICS
-from robustness_harness.spec import CheckSpec, Thresholds
+from robustness_harness.spec import CheckSpec
 
 # A suite with variants ``dense`` (the baseline) and ``small`` (pruned by the fake
 # ``_test_prune`` of the ``spec_registries`` fixture) and no checks yet: append indented
@@ -23,6 +24,20 @@ checks:
 """
 
 
+#: The stamps of a gate record (``outcome_record(item_stamps=...)``).
+ITEM_STAMPS = {
+    "harness": "0.1.0",
+    "torch": "2.13.0",
+    "torchvision": "0.28.0",
+    "device": "cpu",
+    "data": "d" * 64,
+    "checkpoint": "k1",
+    "baseline_checkpoint": "k0",
+    "date": "2026-01-01T00:00:00+00:00",
+    "git_commit": "abc",
+}
+
+
 def decided_outcome(
     check: CheckSpec,
     candidate: Any,
@@ -32,28 +47,15 @@ def decided_outcome(
     name: str = "c",
     n_images: int = 400,
     statistics: GateStatistics | None = None,
-    **extra: Any,
+    details: dict[str, Any] | None = None,
+    baseline_details: dict[str, Any] | None = None,
+    note: str = "",
 ) -> CheckOutcome:
     """The outcome of gate ``name`` of suite ``s`` (baseline variant ``dense``, seed 0),
-    decided by ``decide_check`` from ``candidate`` and ``baseline`` values."""
-    value, base_value, decision, worst = decide_check(
-        check=check, info=METRICS.get(check.metric), candidate=candidate, baseline=baseline
-    )
-    return CheckOutcome(
-        suite="s",
-        variant=variant,
-        check=name,
-        metric=check.metric,
-        value=value,
-        baseline_value=base_value,
-        decision=decision,
-        thresholds=Thresholds.from_check(check),
-        baseline_variant="dense",
-        n_images=n_images,
-        seed=0,
-        worst_class=worst,
-        per_class=candidate if isinstance(candidate, dict) else None,
-        baseline_per_class=baseline if isinstance(baseline, dict) else None,
-        extra={"reduce": check.reduce or "", **extra},
-        statistics=statistics,
-    )
+    decided by ``decide_gate`` from one run of ``candidate`` and ``baseline`` values."""
+    cand = Measurement(candidate, n_images, details or {}, note)
+    base = None if baseline is None else Measurement(baseline, n_images, baseline_details or {})
+    runs = None if base is None else [base]
+    measured = GateMeasurements([cand], runs, seed=0, statistics=statistics)
+    gate = Gate("s", variant, name, "dense")
+    return decide_gate(gate, check, METRICS.get(check.metric), measured)

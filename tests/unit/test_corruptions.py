@@ -39,7 +39,7 @@ from robustness_harness.corruptions import (
     family_of,
     resolve_corruptions,
 )
-from robustness_harness.spec._problems import SpecProblem
+from robustness_harness.spec.problems import SpecProblem
 
 SIZES = (32, 128)
 SEED_ARGUMENT = {"impulse_noise", "glass_blur"}

@@ -23,7 +23,7 @@ from robustness_harness.compress.prune import (
     prunable_layers,
 )
 from robustness_harness.errors import HarnessError
-from robustness_harness.spec._problems import SpecProblem
+from robustness_harness.spec.problems import SpecProblem
 from robustness_harness.spec.schema import validate_params
 from robustness_harness_models.toydrive import build_toydrive_fcos
 from tests.unit.compress_helpers import assert_round_trip
@@ -248,7 +248,8 @@ def test_l1_filter_ignore_keeps_modules(fcos: nn.Module) -> None:
 
 
 def test_l1_filter_unknown_ignore_name(fcos: nn.Module) -> None:
-    with pytest.raises(HarnessError, match=r"no module named 'backbone\.stemm'.*did you mean"):
+    match = r"no module of FCOS matches 'backbone\.stemm'.*did you mean"
+    with pytest.raises(HarnessError, match=match):
         l1_filter(fcos, L1FilterParams(sparsity=0.5, ignore=["backbone.stemm"]), _ctx())
 
 

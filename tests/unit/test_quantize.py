@@ -53,8 +53,8 @@ from robustness_harness.metrics.context import ModelContext
 from robustness_harness.metrics.size import size_measures
 from robustness_harness.session import HarnessOptions, HarnessSession
 from robustness_harness.spec import CompressStep
-from robustness_harness.spec._problems import SpecProblem
 from robustness_harness.spec.loader import parse_suite
+from robustness_harness.spec.problems import SpecProblem
 from robustness_harness.spec.schema import parse_step
 from robustness_harness_models.toydrive import WEIGHTS_FILE as TRAINED_FCOS
 from robustness_harness_models.toydrive import build_toydrive_fcos

@@ -30,19 +30,9 @@ from robustness_harness.report import (
 from robustness_harness.spec import CheckSpec
 from robustness_harness.spec.thresholds import Interval
 from robustness_harness_pytest.summary import render_summary
+from tests.unit.builders import ITEM_STAMPS as STAMPS
 from tests.unit.builders import decided_outcome
 
-STAMPS = {
-    "harness": "0.1.0",
-    "torch": "2.13.0",
-    "torchvision": "0.28.0",
-    "device": "cpu",
-    "data": "d" * 64,
-    "checkpoint": "k1",
-    "baseline_checkpoint": "k0",
-    "date": "2026-01-01T00:00:00+00:00",
-    "git_commit": "abc",
-}
 CLASSES = ("car", "bus", "train")
 
 

@@ -18,7 +18,7 @@ from robustness_harness.spec import (
     VariantSpec,
     parse_suite,
 )
-from robustness_harness.spec._problems import SpecProblem
+from robustness_harness.spec.problems import SpecProblem
 from robustness_harness.spec.schema import NOT_YET_KEYS, parse_number
 from tests.unit.builders import MINIMAL_SUITE
 
