@@ -83,7 +83,7 @@ def same(a: Sets, b: Sets) -> bool:
 def main() -> None:
     args = parse_args()
     from robustness_harness.cache import Cache
-    from robustness_harness.data.registry import toydrive_dataset
+    from robustness_harness.data.builtin import toydrive_dataset
 
     root = Path(os.environ.get("HARNESS_CACHE", REPO / ".harness-cache")) / "data"
     data = toydrive_dataset(root)["val"].limit(args.images)

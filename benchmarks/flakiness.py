@@ -110,7 +110,7 @@ def tight_checks(model: str, skip: frozenset[str] = frozenset()) -> dict[str, An
 def study_checks(model: str, confidence: float | None, skip: frozenset[str]) -> dict[str, Any]:
     """The tight checks, plus ``<name>+ci`` (paired bootstrap, ``decide: lenient``) for
     each resamplable one when ``confidence`` is given."""
-    from robustness_harness.metrics.registry import METRICS
+    from robustness_harness.metrics import METRICS
 
     task = "classification" if model == "toysigns" else "detection"
     checks = tight_checks(model, skip)

@@ -58,7 +58,7 @@ def compress(model: nn.Module, steps: list[tuple[str, dict[str, Any]]], batch: t
 def toydrive_setup() -> tuple[nn.Module, torch.Tensor, Callable[[nn.Module], Callable[[], Any]]]:
     from safetensors.torch import load_file
 
-    from robustness_harness.data.registry import toydrive_dataset
+    from robustness_harness.data.builtin import toydrive_dataset
     from robustness_harness_models.toydrive import (
         WEIGHTS_FILE,
         build_toydrive_fcos,
@@ -76,7 +76,7 @@ def toydrive_setup() -> tuple[nn.Module, torch.Tensor, Callable[[nn.Module], Cal
 
 
 def toysigns_setup() -> tuple[nn.Module, torch.Tensor, Callable[[nn.Module], Callable[[], Any]]]:
-    from robustness_harness.data.registry import toysigns_dataset
+    from robustness_harness.data.builtin import toysigns_dataset
     from robustness_harness_models.toysigns import build_toysigns_cnn
 
     with tempfile.TemporaryDirectory() as tmp:

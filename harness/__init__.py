@@ -12,13 +12,18 @@ import importlib
 from typing import Any
 
 _PUBLIC = {
-    "metric": "robustness_harness.metrics.registry",
-    "MetricResult": "robustness_harness.metrics.registry",
+    "metric": "robustness_harness.registry",
+    "register_metric": "robustness_harness.registry",
+    "register_compression": "robustness_harness.registry",
+    "register_model": "robustness_harness.registry",
+    "register_dataset": "robustness_harness.registry",
+    "MetricResult": "robustness_harness.metrics.base",
     "METRICS": "robustness_harness.metrics",
     "ModelContext": "robustness_harness.metrics.context",
     "CorruptionGrid": "robustness_harness.metrics.context",
-    "compression_method": "robustness_harness.compress.registry",
-    "CompressContext": "robustness_harness.compress.registry",
+    "compression_method": "robustness_harness.registry",
+    "CompressContext": "robustness_harness.compress.base",
+    "ModelEntry": "robustness_harness.user_code",
     "HarnessSession": "robustness_harness.session",
     "HarnessOptions": "robustness_harness.session",
     "HarnessError": "robustness_harness.errors",

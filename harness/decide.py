@@ -22,7 +22,7 @@ import numpy as np
 from robustness_harness.baselines import SnapshotRef, judge_snapshot
 from robustness_harness.checks import CheckOutcome, GateStatistics
 from robustness_harness.errors import HarnessError
-from robustness_harness.metrics.registry import MetricInfo, Resampled
+from robustness_harness.metrics.base import MetricInfo, Resampled
 from robustness_harness.spec import CheckSpec, Decision, Thresholds, decide, reduce_per_class
 from robustness_harness.spec.thresholds import (
     Interval,

@@ -18,10 +18,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from robustness_harness.compress.registry import METHODS, CompressContext
+from robustness_harness.compress.base import CompressContext
 from robustness_harness.compress.targeting import FORWARD, apply_to_modules, task_forward
 from robustness_harness.errors import HarnessError
 from robustness_harness.input_contract import inner_model
+from robustness_harness.registry import METHODS
 
 OTHER_METHOD_HINT = (
     "use a method that supports this architecture (e.g. prune: {method: global_magnitude} "

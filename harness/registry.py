@@ -1,13 +1,40 @@
-"""Named registries with did-you-mean errors and lazily loaded entry points."""
+"""The registries: metrics, compression methods, models and datasets.
+
+Each is a ``Registry`` with a ``register_*`` decorator, did-you-mean errors for unknown
+names and an entry-point group that plug-in packages fill without the core importing them:
+
+* ``METRICS``, ``@register_metric``: group ``robustness_harness.metrics``;
+* ``METHODS``, ``@register_compression``: group ``robustness_harness.compression``;
+* ``MODELS``, ``@register_model``: group ``robustness_harness.models``;
+* ``DATASETS``, ``@register_dataset``: group ``robustness_harness.datasets``.
+
+``metric`` and ``compression_method`` are the same decorators under their older names.
+What a registered item is (``MetricInfo``, ``MethodInfo``, ``ModelEntry``) belongs to its
+concept's module; this module imports none of them at load time.
+"""
 
 from __future__ import annotations
 
 import difflib
+import inspect
 from collections.abc import Callable, Iterator
 from importlib.metadata import entry_points
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from robustness_harness.errors import UnknownNameError
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from robustness_harness.compress.base import CompressFn, DataUse, MethodInfo, StepKind
+    from robustness_harness.metrics.base import (
+        Inputs,
+        MetricFn,
+        MetricInfo,
+        PairedFn,
+        Resampler,
+        Task,
+    )
 
 T = TypeVar("T")
 
@@ -96,3 +123,128 @@ class _LazyEntryPoint:
 
     def load(self) -> object:
         return self.ep.load()  # type: ignore[attr-defined]
+
+
+# ---------------------------------------------------------------------------------------
+# The four registries. Built-in metrics and compression methods register when their
+# packages are imported (``robustness_harness.metrics``, ``robustness_harness.compress``:
+# look names up through those packages to have them); models and datasets come from the
+# entry points of ``models/``, ``data/builtin.py`` and plug-in packages.
+
+METRICS: Registry[MetricInfo] = Registry("metric", group="robustness_harness.metrics")
+METHODS: Registry[MethodInfo] = Registry(
+    "compression method", group="robustness_harness.compression"
+)
+MODELS: Registry[Any] = Registry("model", group="robustness_harness.models")
+"""``ModelEntry`` objects or plain builders ``build(**kwargs) -> nn.Module`` (detection)."""
+DATASETS: Registry[Callable[..., Any]] = Registry("dataset", group="robustness_harness.datasets")
+"""Functions ``(root, **params) -> {split: data}`` (see ``robustness_harness.data.builtin``)."""
+
+
+def register_metric(
+    name: str,
+    *,
+    task: Task = "any",
+    higher_is_better: bool = True,
+    per_class: bool = False,
+    inputs: Inputs = "predictions",
+    cacheable: bool = True,
+    compares: bool = False,
+    resample: Resampler | str | None = None,
+    paired: PairedFn | None = None,
+) -> Callable[[MetricFn], MetricFn]:
+    """Register a function as metric ``name``, usable in YAML by that name.
+
+    >>> @register_metric("person_miss_rate", task="detection", higher_is_better=False)
+    ... def person_miss_rate(preds, targets, *, iou=0.5, score=0.3) -> float: ...
+
+    Keyword-only parameters become check keys (validated by their type hints, e.g.
+    ``PositiveInt``). ``compares=True`` marks a model metric whose value already compares
+    the variant with the baseline (``pair`` metrics always do). ``resample`` enables
+    ``confidence:`` (bootstrap over images): ``RECOMPUTE`` (classification data) or a
+    ``Resampler`` that evaluates many image multisets at once. ``paired`` (model metrics)
+    measures candidate and baseline together when a check's thresholds compare them
+    (see ``PairedFn``); without it each variant is measured on its own. The types are in
+    ``robustness_harness.metrics.base``.
+    """
+
+    def wrap(fn: MetricFn) -> MetricFn:
+        # imported on use: the metric types' package registers the built-in metrics first
+        # (so a user metric clashing with one is an error) and imports this module
+        from robustness_harness.metrics.base import MetricInfo
+
+        doc = inspect.getdoc(fn) or ""
+        METRICS.register(
+            name,
+            MetricInfo(
+                name=name,
+                fn=fn,
+                task=task,
+                higher_is_better=higher_is_better,
+                per_class=per_class,
+                description=doc.splitlines()[0] if doc else "",
+                inputs=inputs,
+                cacheable=cacheable,
+                compares=compares,
+                resample=resample,
+                paired=paired,
+            ),
+            replace=_same_function(name, fn),
+        )
+        return fn
+
+    return wrap
+
+
+def _same_function(name: str, fn: MetricFn) -> bool:
+    """Whether ``name`` is registered by this very function (its module was imported
+    again, as pytest does with conftest files): then re-registering replaces it."""
+    if name not in METRICS:
+        return False
+    old = METRICS.get(name).fn
+    return (old.__module__, old.__qualname__) == (fn.__module__, fn.__qualname__)
+
+
+def register_compression(
+    kind: StepKind,
+    name: str,
+    params: type[BaseModel],
+    uses: DataUse | Callable[[Any], DataUse | None] | None = None,
+) -> Callable[[CompressFn], CompressFn]:
+    """Register ``fn(model, params, ctx) -> model`` as ``{kind: {method: name, ...}}``.
+
+    ``uses`` says which data the step reads: ``"train"``, ``"calibration"``, or a function
+    of the step's params giving one of them or None (suites are checked for that data at
+    load time, and the checkpoint key covers it). The types are in
+    ``robustness_harness.compress.base``.
+    """
+    use_of = uses if callable(uses) else (lambda _params: uses)
+
+    def wrap(fn: CompressFn) -> CompressFn:
+        # imported on use, as in ``register_metric``: the built-in methods register first
+        from robustness_harness.compress.base import MethodInfo
+
+        METHODS.register(name, MethodInfo(kind=kind, name=name, fn=fn, params=params, uses=use_of))
+        return fn
+
+    return wrap
+
+
+def register_model(name: str) -> Callable[[T], T]:
+    """Register a model builder ``build(**kwargs) -> nn.Module`` (a detector) or a
+    ``ModelEntry`` (task, embedded weights) as ``model: {name: ...}``. Packages can instead
+    name it in the ``robustness_harness.models`` entry-point group."""
+    return MODELS.decorator(name)
+
+
+def register_dataset(name: str) -> Callable[[T], T]:
+    """Register ``fn(root, **params) -> {split: data}`` as ``data: {name: ...}``. Packages
+    can instead name it in the ``robustness_harness.datasets`` entry-point group."""
+    return DATASETS.decorator(name)
+
+
+metric = register_metric
+"""``@metric(...)``: the name README examples and user code use for ``register_metric``."""
+
+compression_method = register_compression
+"""``@compression_method(...)``: the older name of ``register_compression``."""

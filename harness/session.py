@@ -24,6 +24,7 @@ from robustness_harness.cache import Cache, cache_key, sha256_file
 from robustness_harness.checkpoint import load_checkpoint, load_user_weights, save_checkpoint
 from robustness_harness.checks import CheckOutcome
 from robustness_harness.compress import finalize_pruning
+from robustness_harness.compress.base import CompressContext
 from robustness_harness.compress.prune import count_parameters
 from robustness_harness.compress.quantize import (
     CHECKPOINT_FORMAT,
@@ -31,7 +32,6 @@ from robustness_harness.compress.quantize import (
     parameter_counts,
     split_quantize_steps,
 )
-from robustness_harness.compress.registry import METHODS, CompressContext
 from robustness_harness.compress.targeting import FORWARD, apply_to_modules, task_forward
 from robustness_harness.data.classification import ClassificationData
 from robustness_harness.data.coco import CocoDetectionData
@@ -39,15 +39,13 @@ from robustness_harness.dry_run import dry_run_steps
 from robustness_harness.errors import HarnessError, ModelOutputError
 from robustness_harness.input_contract import inner_model, wrap
 from robustness_harness.predictions import Predictions, load_predictions
+from robustness_harness.registry import DATASETS, METHODS, MODELS
 from robustness_harness.sources import source_digest, source_roots
 from robustness_harness.spec import FinetuneSpec, ModelSpec, Suite, load_suite
 from robustness_harness.spec.loader import canonical_json
 from robustness_harness.tasks import TASKS, TaskOps
 from robustness_harness.train.finetune import TrainRecipe
-from robustness_harness.versions import stamps
-from robustness_harness.zoo import (
-    DATASETS,
-    MODELS,
+from robustness_harness.user_code import (
     PretrainContext,
     as_model_entry,
     call_user,
@@ -55,6 +53,7 @@ from robustness_harness.zoo import (
     import_factory,
     user_path,
 )
+from robustness_harness.versions import stamps
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torchvision import models
 
-from robustness_harness.zoo import ModelEntry
+from robustness_harness.user_code import ModelEntry
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

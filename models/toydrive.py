@@ -18,12 +18,12 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.ops import FeaturePyramidNetwork
 
 from robustness_harness.cache import cache_key, sha256_file
-from robustness_harness.data.registry import toydrive_dataset
+from robustness_harness.data.builtin import toydrive_dataset
 from robustness_harness.data.toydrive import GENERATOR_VERSION
 from robustness_harness.errors import CheckpointError
 from robustness_harness.train.finetune import TrainRecipe, load_training_set, train_detector
+from robustness_harness.user_code import ModelEntry, PretrainContext
 from robustness_harness.versions import stamps
-from robustness_harness.zoo import ModelEntry, PretrainContext
 
 IMAGE_SIZE = 128
 FPN_CHANNELS = 64

@@ -24,8 +24,8 @@ from robustness_harness.data.toysigns import GENERATOR_VERSION, TOYSIGNS_CLASSES
 from robustness_harness.evaluate import predict_classes
 from robustness_harness.train.classify import train_classifier
 from robustness_harness.train.finetune import TrainRecipe
+from robustness_harness.user_code import ModelEntry, PretrainContext
 from robustness_harness.versions import stamps
-from robustness_harness.zoo import ModelEntry, PretrainContext
 from robustness_harness_models.torchvision_classifiers import Normalize
 
 #: Bump when the architecture or the training code changes the trained weights.
@@ -131,7 +131,7 @@ if __name__ == "__main__":
 
     from safetensors.torch import load_file
 
-    from robustness_harness.data.registry import toysigns_dataset
+    from robustness_harness.data.builtin import toysigns_dataset
 
     parser = argparse.ArgumentParser(description="Train toysigns-cnn and report val accuracy.")
     parser.add_argument("--data-root", type=Path, default=Path(".harness-cache/data"))

@@ -38,11 +38,12 @@ from pydantic import Field, ValidationError, field_validator
 from torch import nn
 from torch.nn.utils import parametrize, prune
 
+from robustness_harness.compress.base import CompressContext
 from robustness_harness.compress.graph import TracePlan, modes_kept, prunable_layers, trace_plan
 from robustness_harness.compress.prune import finalize_pruning, model_sparsity, pruned_layers
-from robustness_harness.compress.registry import CompressContext, compression_method
 from robustness_harness.compress.schedule import SparsityParams, require_training
 from robustness_harness.errors import HarnessError
+from robustness_harness.registry import register_compression
 from robustness_harness.spec.problems import problem_from_pydantic
 from robustness_harness.train.adversarial import AdversarialTraining
 
@@ -229,7 +230,7 @@ def _initial_scores(
     return deeplift_scores(model, plan, layers, params.structure)
 
 
-@compression_method(
+@register_compression(
     "prune", "hydra", params=HydraParams, uses=lambda p: "train" if p.score_steps else None
 )
 def hydra(model: nn.Module, params: HydraParams, ctx: CompressContext) -> nn.Module:

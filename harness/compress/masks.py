@@ -29,6 +29,7 @@ import torch_pruning as tp
 from pydantic import Field, field_validator
 from torch import nn
 
+from robustness_harness.compress.base import CompressContext
 from robustness_harness.compress.graph import (
     NORM_TYPES,
     PRUNABLE_TYPES,
@@ -44,13 +45,13 @@ from robustness_harness.compress.graph import (
 )
 from robustness_harness.compress.names import IgnoreParams
 from robustness_harness.compress.prune import count_parameters, plain_weights
-from robustness_harness.compress.registry import CompressContext, compression_method
 from robustness_harness.compress.schedule import (
     check_not_bool,
     require_training,
 )
 from robustness_harness.compress.structure import remember_base
 from robustness_harness.errors import HarnessError
+from robustness_harness.registry import register_compression
 from robustness_harness.spec.problems import SpecProblem
 
 BUDGET_HINT = "use the target share of dense operations, e.g. budget: 0.5"
@@ -313,7 +314,7 @@ def _train_gates(
     return gates
 
 
-@compression_method("prune", "ops_budget", params=OpsBudgetParams, uses="train")
+@register_compression("prune", "ops_budget", params=OpsBudgetParams, uses="train")
 def ops_budget(model: nn.Module, params: OpsBudgetParams, ctx: CompressContext) -> nn.Module:
     """Train channel gates under the ops budget, then remove the gated-off channels."""
     train = require_training(

@@ -18,6 +18,7 @@ from pydantic import Field
 from torch import nn
 from torch.nn.utils import prune
 
+from robustness_harness.compress.base import CompressContext
 from robustness_harness.compress.graph import (
     PRUNABLE_TYPES,
     after_surgery,
@@ -28,7 +29,6 @@ from robustness_harness.compress.graph import (
     trace_plan,
 )
 from robustness_harness.compress.names import inside, matching
-from robustness_harness.compress.registry import CompressContext, compression_method
 from robustness_harness.compress.schedule import (
     SPARSITY_HINT,
     ScheduleParams,
@@ -38,6 +38,7 @@ from robustness_harness.compress.schedule import (
 )
 from robustness_harness.compress.structure import remember_base
 from robustness_harness.errors import HarnessError
+from robustness_harness.registry import register_compression
 
 __all__ = [
     "PRUNABLE_TYPES",
@@ -153,7 +154,7 @@ def prune_to_sparsity(
     )
 
 
-@compression_method(
+@register_compression(
     "prune", "global_magnitude", params=GlobalMagnitudeParams, uses=schedule_data_use
 )
 def global_magnitude(
@@ -206,7 +207,7 @@ def plain_weights(model: nn.Module) -> Iterator[None]:
 # -- structured: L1 filter pruning with torch-pruning ----------------------------------------------
 
 
-@compression_method("prune", "l1_filter", params=L1FilterParams, uses=schedule_data_use)
+@register_compression("prune", "l1_filter", params=L1FilterParams, uses=schedule_data_use)
 def l1_filter(model: nn.Module, params: L1FilterParams, ctx: CompressContext) -> nn.Module:
     """Remove the filters with the smallest L1 norm from every prunable layer group.
 

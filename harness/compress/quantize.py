@@ -52,6 +52,7 @@ from torch.utils._pytree import tree_leaves, tree_map
 from torchvision.models.detection import FCOS, FasterRCNN, RetinaNet
 from torchvision.models.detection.ssd import SSD
 
+from robustness_harness.compress.base import CompressContext
 from robustness_harness.compress.graph import first_inputs, trace_plan
 from robustness_harness.compress.names import IgnoreParams, inside, matching
 from robustness_harness.compress.prune import (
@@ -60,10 +61,10 @@ from robustness_harness.compress.prune import (
     finalize_pruning,
     prunable_layers,
 )
-from robustness_harness.compress.registry import CompressContext, compression_method
 from robustness_harness.compress.structure import REBUILD_HINT, structure_of
 from robustness_harness.compress.targeting import FORWARD, PARTS
 from robustness_harness.errors import CheckpointError, HarnessError
+from robustness_harness.registry import register_compression
 
 BACKEND = "x86"
 RECORD_ATTR = "_harness_quantization"
@@ -637,13 +638,13 @@ def _quantize(
     return quantized
 
 
-@compression_method("quantize", "ptq_int8", params=QuantizeParams, uses="calibration")
+@register_compression("quantize", "ptq_int8", params=QuantizeParams, uses="calibration")
 def ptq_int8(model: nn.Module, params: QuantizeParams, ctx: CompressContext) -> nn.Module:
     """Static int8 post-training quantization (per-channel weights, calibrated activations)."""
     return _quantize(model, params, ctx, "ptq_int8", 8)
 
 
-@compression_method("quantize", "int4_weight", params=QuantizeParams, uses="calibration")
+@register_compression("quantize", "int4_weight", params=QuantizeParams, uses="calibration")
 def int4_weight(model: nn.Module, params: QuantizeParams, ctx: CompressContext) -> nn.Module:
     """4-bit per-channel symmetric weights ([-7, 7]) with calibrated 8-bit activations;
     the first layer and the output layers keep 8-bit weights."""

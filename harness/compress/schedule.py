@@ -14,8 +14,8 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 from torch import nn
 
+from robustness_harness.compress.base import CompressContext, DataUse
 from robustness_harness.compress.names import IgnoreParams
-from robustness_harness.compress.registry import CompressContext, DataUse
 from robustness_harness.errors import HarnessError
 from robustness_harness.spec.problems import SpecProblem
 

@@ -15,6 +15,7 @@ import torch_pruning as tp
 from pydantic import Field
 from torch import nn
 
+from robustness_harness.compress.base import CompressContext
 from robustness_harness.compress.graph import (
     ChannelGroup,
     after_surgery,
@@ -25,13 +26,13 @@ from robustness_harness.compress.graph import (
     trace_plan,
 )
 from robustness_harness.compress.prune import count_parameters, plain_weights
-from robustness_harness.compress.registry import CompressContext, compression_method
 from robustness_harness.compress.schedule import (
     SparsityParams,
     require_training,
 )
 from robustness_harness.compress.structure import remember_base
 from robustness_harness.errors import HarnessError
+from robustness_harness.registry import register_compression
 
 
 class SlimmingParams(SparsityParams):
@@ -89,7 +90,7 @@ def select_smallest(
     return [(group, slots) for (group, _), slots in zip(scored, chosen, strict=True)]
 
 
-@compression_method(
+@register_compression(
     "prune", "slimming", params=SlimmingParams, uses=lambda p: "train" if p.train_steps else None
 )
 def slimming(model: nn.Module, params: SlimmingParams, ctx: CompressContext) -> nn.Module:

@@ -19,9 +19,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from robustness_harness.compress.base import CompressContext, MethodInfo
 from robustness_harness.compress.graph import first_inputs, modes_kept
 from robustness_harness.compress.names import matching, outermost, wrapper_prefix
-from robustness_harness.compress.registry import CompressContext, MethodInfo
 from robustness_harness.compress.structure import remember_base
 from robustness_harness.errors import HarnessError
 from robustness_harness.input_contract import inner_model

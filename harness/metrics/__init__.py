@@ -1,6 +1,7 @@
-"""Metrics: the registry, the ``@metric`` decorator and the built-in metrics.
+"""Metrics: the built-in metrics, their types and the ``METRICS`` registry.
 
-Importing this package registers the built-in metrics.
+Importing this package registers the built-in metrics; look metric names up through it
+(``robustness_harness.registry`` holds the registry and the ``register_metric`` decorator).
 """
 
 from robustness_harness.metrics import (
@@ -13,8 +14,9 @@ from robustness_harness.metrics import (
     size,
     stability,
 )
+from robustness_harness.metrics.base import MetricInfo, MetricResult
 from robustness_harness.metrics.detection import CocoEvalResult, coco_evaluate
-from robustness_harness.metrics.registry import METRICS, MetricInfo, MetricResult, metric
+from robustness_harness.registry import METRICS, metric, register_metric
 
 __all__ = [
     "METRICS",
@@ -28,6 +30,7 @@ __all__ = [
     "detection",
     "latency",
     "metric",
+    "register_metric",
     "robustness",
     "size",
     "stability",

@@ -25,16 +25,11 @@ from robustness_harness.attacks import (
     validate_attack_params,
 )
 from robustness_harness.evaluate import to_detections
+from robustness_harness.metrics.base import MetricResult, NonNegative, Positive, PositiveInt
 from robustness_harness.metrics.context import ModelContext
 from robustness_harness.metrics.detection import coco_evaluate
-from robustness_harness.metrics.registry import (
-    MetricResult,
-    NonNegative,
-    Positive,
-    PositiveInt,
-    metric,
-)
 from robustness_harness.predictions import DetectionPredictions, Detections
+from robustness_harness.registry import register_metric
 
 TWIN_NOTE = "attacked through the fake-quant twin"
 
@@ -110,7 +105,7 @@ def _classifier_attack(
     return MetricResult(robust / len(ids), details, note)
 
 
-@metric(
+@register_metric(
     "pgd_accuracy", task="classification", inputs="model", higher_is_better=True, cacheable=True
 )
 def pgd_accuracy(
@@ -129,7 +124,7 @@ def pgd_accuracy(
     )
 
 
-@metric(
+@register_metric(
     "fgsm_accuracy", task="classification", inputs="model", higher_is_better=True, cacheable=True
 )
 def fgsm_accuracy(
@@ -169,7 +164,7 @@ def _coco_map(data: Any, by_image: dict[int, Detections], ids: list[int]) -> flo
     return math.nan if value == -1 else value
 
 
-@metric("pgd_map", task="detection", inputs="model", higher_is_better=True, cacheable=True)
+@register_metric("pgd_map", task="detection", inputs="model", higher_is_better=True, cacheable=True)
 def pgd_map(
     ctx: ModelContext,
     *,

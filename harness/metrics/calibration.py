@@ -26,16 +26,11 @@ from numpy.typing import ArrayLike
 
 from robustness_harness.data.classification import ClassificationData
 from robustness_harness.errors import SpecError
+from robustness_harness.metrics.base import RECOMPUTE, MetricResult, PositiveInt, Probability
 from robustness_harness.metrics.classification import aligned
 from robustness_harness.metrics.detection import CocoTargets, coco_match
-from robustness_harness.metrics.registry import (
-    RECOMPUTE,
-    MetricResult,
-    PositiveInt,
-    Probability,
-    metric,
-)
 from robustness_harness.predictions import ClassPredictions, DetectionPredictions
+from robustness_harness.registry import register_metric
 
 Binning = Literal["equal_width", "equal_mass"]
 BinRow = dict[str, float | int | None]
@@ -145,7 +140,7 @@ def _classification_confidences(
     return rows.confidence, rows.top1 == data.labels(data.image_ids)
 
 
-@metric("ece", task="any", higher_is_better=False, resample=RECOMPUTE)
+@register_metric("ece", task="any", higher_is_better=False, resample=RECOMPUTE)
 def ece(
     preds: ClassPredictions | DetectionPredictions,
     data: Any,

@@ -12,8 +12,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from robustness_harness.errors import DataError
-from robustness_harness.metrics.registry import RECOMPUTE, metric
+from robustness_harness.metrics.base import RECOMPUTE
 from robustness_harness.predictions import ClassPredictions
+from robustness_harness.registry import register_metric
 
 
 class ClassTargets(Protocol):
@@ -76,14 +77,14 @@ def per_class_accuracies(preds: ClassPredictions, data: ClassTargets) -> dict[st
     return out
 
 
-@metric("accuracy", task="classification", resample=RECOMPUTE)
+@register_metric("accuracy", task="classification", resample=RECOMPUTE)
 def accuracy(preds: ClassPredictions, data: ClassTargets) -> float:
     """Top-1 accuracy: the fraction of images whose highest logit is their label."""
     hits = correct(preds, data)
     return float(hits.mean()) if hits.size else math.nan
 
 
-@metric("per_class_accuracy", task="classification", per_class=True, resample=RECOMPUTE)
+@register_metric("per_class_accuracy", task="classification", per_class=True, resample=RECOMPUTE)
 def per_class_accuracy(preds: ClassPredictions, data: ClassTargets) -> dict[str, float]:
     """Top-1 accuracy per class name (NaN for a class without images)."""
     return per_class_accuracies(preds, data)

@@ -35,6 +35,7 @@ import scipy.sparse
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from robustness_harness.metrics.base import Resampled, Resampler
 from robustness_harness.metrics.coco_format import (
     CocoEvalResult,
     canonical_gt_json,
@@ -44,7 +45,6 @@ from robustness_harness.metrics.coco_format import (
     normalize_gt,
     results_coco,
 )
-from robustness_harness.metrics.registry import Resampled, Resampler
 from robustness_harness.predictions import DetectionPredictions
 
 _EPS = np.spacing(1)

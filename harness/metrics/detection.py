@@ -45,8 +45,8 @@ from robustness_harness.metrics.coco_format import (
     results_coco,
 )
 from robustness_harness.metrics.coco_resample import per_class_resampler, summary_resampler
-from robustness_harness.metrics.registry import metric
 from robustness_harness.predictions import DetectionPredictions
+from robustness_harness.registry import register_metric
 
 _MEMO_SIZE = 8
 _MEMO: OrderedDict[tuple[str, str, str, tuple[int, ...] | None], CocoEvalResult] = OrderedDict()
@@ -169,55 +169,55 @@ def _stat(preds: DetectionPredictions, targets: CocoTargets, index: int) -> floa
     return math.nan if value == -1 else value
 
 
-@metric("map", task="detection", resample=summary_resampler())
+@register_metric("map", task="detection", resample=summary_resampler())
 def map_(preds: DetectionPredictions, targets: CocoTargets) -> float:
     """COCO AP@[.5:.95], area all, maxDets 100 (COCOeval stats[0])."""
     return _stat(preds, targets, 0)
 
 
-@metric("ap50", task="detection", resample=summary_resampler(iou=0.5))
+@register_metric("ap50", task="detection", resample=summary_resampler(iou=0.5))
 def ap50(preds: DetectionPredictions, targets: CocoTargets) -> float:
     """COCO AP@0.5, area all, maxDets 100 (COCOeval stats[1])."""
     return _stat(preds, targets, 1)
 
 
-@metric("ap75", task="detection", resample=summary_resampler(iou=0.75))
+@register_metric("ap75", task="detection", resample=summary_resampler(iou=0.75))
 def ap75(preds: DetectionPredictions, targets: CocoTargets) -> float:
     """COCO AP@0.75, area all, maxDets 100 (COCOeval stats[2])."""
     return _stat(preds, targets, 2)
 
 
-@metric("ap_small", task="detection", resample=summary_resampler(area="small"))
+@register_metric("ap_small", task="detection", resample=summary_resampler(area="small"))
 def ap_small(preds: DetectionPredictions, targets: CocoTargets) -> float:
     """COCO AP@[.5:.95] of objects with area < 32² (COCOeval stats[3])."""
     return _stat(preds, targets, 3)
 
 
-@metric("ap_medium", task="detection", resample=summary_resampler(area="medium"))
+@register_metric("ap_medium", task="detection", resample=summary_resampler(area="medium"))
 def ap_medium(preds: DetectionPredictions, targets: CocoTargets) -> float:
     """COCO AP@[.5:.95] of objects with area in 32²..96² (COCOeval stats[4])."""
     return _stat(preds, targets, 4)
 
 
-@metric("ap_large", task="detection", resample=summary_resampler(area="large"))
+@register_metric("ap_large", task="detection", resample=summary_resampler(area="large"))
 def ap_large(preds: DetectionPredictions, targets: CocoTargets) -> float:
     """COCO AP@[.5:.95] of objects with area > 96² (COCOeval stats[5])."""
     return _stat(preds, targets, 5)
 
 
-@metric("ar100", task="detection", resample=summary_resampler(ap=False))
+@register_metric("ar100", task="detection", resample=summary_resampler(ap=False))
 def ar100(preds: DetectionPredictions, targets: CocoTargets) -> float:
     """COCO AR@[.5:.95], area all, maxDets 100 (COCOeval stats[8])."""
     return _stat(preds, targets, 8)
 
 
-@metric("per_class_ap", task="detection", per_class=True, resample=per_class_resampler())
+@register_metric("per_class_ap", task="detection", per_class=True, resample=per_class_resampler())
 def per_class_ap(preds: DetectionPredictions, targets: CocoTargets) -> dict[str, float]:
     """COCO AP@[.5:.95] per class name (NaN for a class without ground truth)."""
     return evaluate_targets(preds, targets).ap_per_class()
 
 
-@metric(
+@register_metric(
     "per_class_ap50",
     task="detection",
     per_class=True,

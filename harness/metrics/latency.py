@@ -23,8 +23,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from robustness_harness.metrics.base import Count, MetricResult, Percentile, PositiveInt
 from robustness_harness.metrics.context import ModelContext
-from robustness_harness.metrics.registry import Count, MetricResult, Percentile, PositiveInt, metric
+from robustness_harness.registry import register_metric
 
 
 class Timer(Protocol):
@@ -368,7 +369,7 @@ def latency_ms_paired(
     return MetricResult(cand.value, cand.details, describe_spread(spread)), base
 
 
-@metric(
+@register_metric(
     "latency_ms",
     task="any",
     inputs="model",

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from robustness_harness.errors import HarnessError
-from robustness_harness.metrics.registry import RECOMPUTE, MetricInfo, Resampled
+from robustness_harness.metrics.base import RECOMPUTE, MetricInfo, Resampled
 
 
 class ImageMultiset:

@@ -18,8 +18,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from robustness_harness.corruptions import FAMILIES
+from robustness_harness.metrics.base import MetricResult
 from robustness_harness.metrics.context import CorruptionGrid
-from robustness_harness.metrics.registry import MetricResult, metric
+from robustness_harness.registry import register_metric
 
 __all__ = [
     "by_severity",
@@ -154,14 +155,14 @@ def _details(grid: CorruptionGrid, corruptions: Sequence[str], family: str | Non
 # ------------------------------------------------------------------ metrics
 
 
-@metric("mpc", task="any", inputs="corruption_grid", higher_is_better=True)
+@register_metric("mpc", task="any", inputs="corruption_grid", higher_is_better=True)
 def mpc(grid: CorruptionGrid, *, family: str | None = None) -> MetricResult:
     """Mean performance under corruption (mean over corruptions × severities)."""
     corruptions = select_corruptions(grid, family)
     return MetricResult(mean_pc(grid.values, corruptions), _details(grid, corruptions, family))
 
 
-@metric("rpc", task="any", inputs="corruption_grid", higher_is_better=True)
+@register_metric("rpc", task="any", inputs="corruption_grid", higher_is_better=True)
 def rpc(grid: CorruptionGrid, *, family: str | None = None) -> MetricResult:
     """Relative performance under corruption: mPC / clean score."""
     corruptions = select_corruptions(grid, family)
@@ -169,7 +170,7 @@ def rpc(grid: CorruptionGrid, *, family: str | None = None) -> MetricResult:
     return MetricResult(value, _details(grid, corruptions, family))
 
 
-@metric("mce", task="any", inputs="corruption_grid", higher_is_better=False, compares=True)
+@register_metric("mce", task="any", inputs="corruption_grid", higher_is_better=False, compares=True)
 def mce(grid: CorruptionGrid, *, family: str | None = None) -> MetricResult:
     """Mean corruption error relative to the baseline (1.0 for the baseline itself)."""
     corruptions = select_corruptions(grid, family)
@@ -177,7 +178,7 @@ def mce(grid: CorruptionGrid, *, family: str | None = None) -> MetricResult:
     return MetricResult(value, _details(grid, corruptions, family))
 
 
-@metric("ce", task="any", inputs="corruption_grid", higher_is_better=False, compares=True)
+@register_metric("ce", task="any", inputs="corruption_grid", higher_is_better=False, compares=True)
 def ce(grid: CorruptionGrid, *, corruption: str, family: str | None = None) -> MetricResult:
     """Corruption error of one corruption relative to the baseline."""
     corruptions = select_corruptions(grid, family)

@@ -10,8 +10,9 @@ from safetensors.torch import save as safetensors_bytes
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from robustness_harness.metrics.base import MetricResult
 from robustness_harness.metrics.context import ModelContext
-from robustness_harness.metrics.registry import MetricResult, metric
+from robustness_harness.registry import register_metric
 
 Measure = Literal["params", "nonzero_params", "sparsity", "bytes", "flops"]
 
@@ -70,7 +71,7 @@ def size_measures(ctx: ModelContext) -> dict[str, float | int]:
     }
 
 
-@metric("size", task="any", inputs="model", higher_is_better=False, cacheable=False)
+@register_metric("size", task="any", inputs="model", higher_is_better=False, cacheable=False)
 def size(ctx: ModelContext, *, measure: Measure = "nonzero_params") -> MetricResult:
     """Model size by ``measure``: params, nonzero_params, sparsity, bytes or flops.
 

@@ -17,11 +17,12 @@ import torch
 from torch import nn
 
 from robustness_harness.errors import DataError
+from robustness_harness.metrics.base import RECOMPUTE, MetricResult, Probability
 from robustness_harness.metrics.classification import ClassTargets, aligned, per_class_accuracies
 from robustness_harness.metrics.context import ModelContext
 from robustness_harness.metrics.detection import CocoTargets, coco_match
-from robustness_harness.metrics.registry import RECOMPUTE, MetricResult, Probability, metric
 from robustness_harness.predictions import ClassPredictions, DetectionPredictions
+from robustness_harness.registry import register_metric
 
 TWIN_NOTE = "saliency of the candidate through its fake-quant twin"
 
@@ -29,7 +30,7 @@ TWIN_NOTE = "saliency of the candidate through its fake-quant twin"
 # -- flips ------------------------------------------------------------------------------
 
 
-@metric("flip_rate", task="any", inputs="pair", higher_is_better=False, resample=RECOMPUTE)
+@register_metric("flip_rate", task="any", inputs="pair", higher_is_better=False, resample=RECOMPUTE)
 def flip_rate(
     preds: ClassPredictions | DetectionPredictions,
     baseline_preds: ClassPredictions | DetectionPredictions,
@@ -98,7 +99,7 @@ def _object_flips(
 # -- per-class accuracy and confidence ----------------------------------------------------
 
 
-@metric(
+@register_metric(
     "class_accuracy_delta",
     task="classification",
     inputs="pair",
@@ -124,7 +125,7 @@ def class_accuracy_delta(
     return MetricResult(deltas[worst], details, note)
 
 
-@metric(
+@register_metric(
     "confidence_shift",
     task="classification",
     inputs="pair",
@@ -150,7 +151,7 @@ def confidence_shift(
 # -- saliency ---------------------------------------------------------------------------
 
 
-@metric(
+@register_metric(
     "saliency_change",
     task="classification",
     inputs="model",

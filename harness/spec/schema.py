@@ -33,13 +33,13 @@ from pydantic import (
     model_validator,
 )
 
-from robustness_harness.compress.registry import METHODS, MethodInfo
+from robustness_harness.compress.base import MethodInfo
 from robustness_harness.data.labels import LabelKind
 from robustness_harness.data.transform import ImageTransform
 from robustness_harness.errors import HarnessError
 from robustness_harness.input_contract import NORMALIZATIONS, Contract
-from robustness_harness.metrics.registry import METRICS, MetricInfo
-from robustness_harness.registry import Registry, did_you_mean
+from robustness_harness.metrics.base import MetricInfo
+from robustness_harness.registry import DATASETS, METHODS, METRICS, MODELS, Registry, did_you_mean
 from robustness_harness.spec.problems import (
     NUMBER_HINT,
     Loc,
@@ -50,7 +50,7 @@ from robustness_harness.spec.problems import (
 )
 from robustness_harness.spec.thresholds import DECIDE_MODES, REDUCTIONS
 from robustness_harness.train import adversarial, augment, samplers
-from robustness_harness.zoo import DATASETS, MODELS, as_model_entry
+from robustness_harness.user_code import as_model_entry
 
 # --------------------------------------------------------------------------------------
 # Features of the full format that this version rejects. Remove entries as they land.

@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch import nn
 
+from robustness_harness.metrics import METRICS
 from robustness_harness.metrics import latency as latency_module
 from robustness_harness.metrics.context import ModelContext
 from robustness_harness.metrics.latency import (
@@ -22,7 +23,6 @@ from robustness_harness.metrics.latency import (
     make_timer,
     time_calls,
 )
-from robustness_harness.metrics.registry import METRICS
 
 
 @dataclass

@@ -18,6 +18,7 @@ import pytest
 import torch
 from torch import nn
 
+from robustness_harness.metrics import METRICS
 from robustness_harness.metrics import latency as latency_module
 from robustness_harness.metrics.context import ModelContext
 from robustness_harness.metrics.latency import (
@@ -27,7 +28,6 @@ from robustness_harness.metrics.latency import (
     round_sizes,
     time_paired_calls,
 )
-from robustness_harness.metrics.registry import METRICS
 
 CANDIDATE_MS, BASELINE_MS = 5.0, 10.0
 TRUE_RATIO = CANDIDATE_MS / BASELINE_MS

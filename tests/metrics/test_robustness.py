@@ -7,8 +7,8 @@ import math
 
 import pytest
 
+from robustness_harness.metrics import METRICS
 from robustness_harness.metrics.context import CorruptionGrid
-from robustness_harness.metrics.registry import METRICS
 from robustness_harness.metrics.robustness import (
     ce,
     corruption_error,

@@ -13,8 +13,8 @@ from torch import nn
 from torch.nn.utils import prune
 
 from robustness_harness.checkpoint import save_checkpoint
+from robustness_harness.metrics import METRICS
 from robustness_harness.metrics.context import ModelContext
-from robustness_harness.metrics.registry import METRICS
 from robustness_harness.metrics.size import count_flops, size
 
 

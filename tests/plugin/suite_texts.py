@@ -2,6 +2,47 @@
 
 from __future__ import annotations
 
+import pytest
+import torch
+
+from robustness_harness.data.toysigns import TOYSIGNS_CLASSES
+
+TINY_FACTORY = """
+from torch import nn
+
+
+def tiny(num_classes):
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(4, num_classes))
+"""
+
+
+def write_tiny_classifier(pytester: pytest.Pytester) -> None:
+    """``tinyfactory.py`` (an untrained 4-channel toysigns classifier, importable) and its
+    seeded weights ``w.pt`` in the pytester directory: a model that needs no training."""
+    pytester.makepyfile(tinyfactory=TINY_FACTORY)
+    pytester.syspathinsert()
+    import tinyfactory  # type: ignore[import-not-found]
+
+    torch.manual_seed(0)
+    torch.save(tinyfactory.tiny(len(TOYSIGNS_CLASSES)).state_dict(), pytester.path / "w.pt")
+
+
+def tiny_classifier_suite(checks: str) -> str:
+    """Suite ``tiny`` of ``write_tiny_classifier``'s model (``suites/`` → ``../w.pt``) on
+    a small toysigns/val, with variant ``dense`` only; ``checks`` are indented YAML lines
+    placed under ``checks:``."""
+    return (
+        "suite: tiny\n"
+        'model: {factory: "tinyfactory:tiny", task: classification, checkpoint: ../w.pt}\n'
+        "data: {name: toysigns, split: val, params: {n_train: 24, n_val: 12}}\n"
+        "baseline: dense\n"
+        "variants:\n"
+        "  dense: {}\n"
+        "checks:\n"
+        f"{checks}"
+    )
+
 
 def pruned(name: str, method: str, sparsity: float, *keys: str) -> str:
     """YAML lines of variant ``name``: one prune step, then ``keys`` (e.g. ``runs: 2``)."""

@@ -10,10 +10,10 @@ import pytest
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from robustness_harness.compress.registry import METHODS, MethodInfo
-from robustness_harness.metrics.registry import METRICS, metric
-from robustness_harness.registry import Registry
-from robustness_harness.zoo import DATASETS, MODELS
+from robustness_harness.compress import METHODS
+from robustness_harness.compress.base import MethodInfo
+from robustness_harness.metrics import METRICS, metric
+from robustness_harness.registry import DATASETS, MODELS, Registry
 
 
 class FakePruneParams(BaseModel):

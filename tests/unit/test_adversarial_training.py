@@ -171,7 +171,7 @@ def test_detection_batch_perturbation(tiny_detection_items) -> None:
 
 @pytest.fixture(scope="module")
 def tiny_detection_items(tmp_path_factory: pytest.TempPathFactory):
-    from robustness_harness.data.registry import toydrive_dataset
+    from robustness_harness.data.builtin import toydrive_dataset
     from robustness_harness.train.finetune import load_training_set
 
     data = toydrive_dataset(tmp_path_factory.mktemp("td"), n_train=4, n_val=1)

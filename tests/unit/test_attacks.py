@@ -15,8 +15,8 @@ from safetensors.torch import load_file
 from torch import nn
 
 from robustness_harness.attacks import attack_detector, attack_seed, loss_mode, seeded_rng
+from robustness_harness.data.builtin import toydrive_dataset
 from robustness_harness.data.coco import CocoDetectionData
-from robustness_harness.data.registry import toydrive_dataset
 from robustness_harness.metrics.adversarial import (
     TWIN_NOTE,
     fgsm_accuracy,

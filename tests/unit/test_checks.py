@@ -60,7 +60,7 @@ def test_metric_label() -> None:
 def _baseline_error(check: CheckSpec, baseline: object) -> str:
     from robustness_harness.decide import check_baseline
     from robustness_harness.errors import HarnessError
-    from robustness_harness.metrics.registry import METRICS
+    from robustness_harness.metrics import METRICS
 
     try:
         check_baseline(

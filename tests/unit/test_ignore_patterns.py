@@ -12,8 +12,9 @@ import torch
 from torch import nn
 from torch.ao.nn.quantized.modules.utils import WeightedQuantizedModule
 
+from robustness_harness.compress import METHODS
+from robustness_harness.compress.base import CompressContext
 from robustness_harness.compress.quantize import QuantizedPart, quantization_record
-from robustness_harness.compress.registry import METHODS, CompressContext
 from robustness_harness.errors import HarnessError
 from robustness_harness.input_contract import Contract, InputContract
 

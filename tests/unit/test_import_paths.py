@@ -10,7 +10,7 @@ import pytest
 
 from robustness_harness.errors import HarnessError
 from robustness_harness.import_paths import factory_search_path, pytest_pythonpath
-from robustness_harness.zoo import import_factory
+from robustness_harness.user_code import import_factory
 
 INI_TEXTS = {
     "pytest.ini": "[pytest]\npythonpath = src lib\n",

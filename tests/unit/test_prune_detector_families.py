@@ -13,9 +13,8 @@ import torchvision.models.detection as detection
 from torch import nn
 
 from robustness_harness.checkpoint import load_checkpoint, save_checkpoint
-from robustness_harness.compress import CompressContext, finalize_pruning
+from robustness_harness.compress import METHODS, CompressContext, finalize_pruning
 from robustness_harness.compress.prune import count_parameters
-from robustness_harness.compress.registry import METHODS
 
 pytestmark = pytest.mark.slow
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from robustness_harness.compress.base import CompressContext
 from robustness_harness.compress.quantize import QuantizeParams, ptq_int8
-from robustness_harness.compress.registry import CompressContext
 
 
 class ConvPReLU(nn.Module):

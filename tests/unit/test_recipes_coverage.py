@@ -8,7 +8,7 @@ from __future__ import annotations
 import typing
 from pathlib import Path
 
-from robustness_harness.compress.registry import METHODS
+from robustness_harness.compress import METHODS
 from robustness_harness.spec import load_suite
 
 SUITES = sorted((Path(__file__).parents[2] / "suites").glob("*.yaml"))

@@ -11,7 +11,7 @@ import typing
 
 from pydantic import BaseModel
 
-from robustness_harness.compress.registry import METHODS
+from robustness_harness.compress import METHODS
 from robustness_harness.spec.schema import SuiteSpec
 
 KEYED = "keyed: "

@@ -10,7 +10,8 @@ from torch import nn
 
 import robustness_harness.compress  # noqa: F401  (registers the methods)
 from robustness_harness.checkpoint import load_checkpoint, save_checkpoint
-from robustness_harness.compress.registry import METHODS, CompressContext
+from robustness_harness.compress import METHODS
+from robustness_harness.compress.base import CompressContext
 
 
 def _prelu_cnn() -> nn.Module:

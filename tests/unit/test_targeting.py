@@ -15,7 +15,8 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from robustness_harness.compress.registry import METHODS, CompressContext
+from robustness_harness.compress import METHODS
+from robustness_harness.compress.base import CompressContext
 from robustness_harness.compress.targeting import (
     FORWARD,
     apply_to_modules,

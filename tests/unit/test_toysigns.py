@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from robustness_harness.cli import main
+from robustness_harness.data.builtin import toysigns_dataset, toysigns_dir
 from robustness_harness.data.classification import ClassificationData
-from robustness_harness.data.registry import toysigns_dataset, toysigns_dir
 from robustness_harness.data.toysigns import (
     FREQUENCY_ORDER,
     GENERATOR_VERSION,

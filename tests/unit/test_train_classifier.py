@@ -24,7 +24,7 @@ from robustness_harness.train.classify import (
     train_classifier,
 )
 from robustness_harness.train.finetune import TrainRecipe
-from robustness_harness.zoo import PretrainContext
+from robustness_harness.user_code import PretrainContext
 from robustness_harness_models.torchvision_classifiers import (
     MOBILENET_V3_SMALL,
     RESNET18,

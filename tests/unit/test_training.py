@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from robustness_harness.data.registry import toydrive_dataset
+from robustness_harness.data.builtin import toydrive_dataset
 from robustness_harness.evaluate import predict_detections
 from robustness_harness.train.finetune import load_training_set, total_steps, train_detector
 from robustness_harness.train.samplers import ClassCounts, balancing, rfs_factors

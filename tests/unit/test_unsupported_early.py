@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 import robustness_harness.session as session_module
-from robustness_harness.compress.registry import METHODS, MethodInfo
+from robustness_harness.compress import METHODS
+from robustness_harness.compress.base import MethodInfo
 from robustness_harness.dry_run import dry_run_steps
 from robustness_harness.errors import HarnessError
 from robustness_harness.session import HarnessOptions, HarnessSession

@@ -1,4 +1,8 @@
-"""The metric registry and the ``@metric`` decorator for new safety assertions."""
+"""What a metric is: ``MetricInfo`` (a registered metric), ``MetricResult`` (its value with
+details) and the parameter and input types a metric author uses.
+
+Metrics register with ``robustness_harness.registry.register_metric`` (alias ``metric``)
+into ``METRICS``; importing ``robustness_harness.metrics`` registers the built-in ones."""
 
 from __future__ import annotations
 
@@ -9,8 +13,6 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import Field
-
-from robustness_harness.registry import Registry
 
 # Constrained parameter types: the suite schema checks them when a suite loads.
 NonNegative = Annotated[float, Field(ge=0)]
@@ -118,65 +120,3 @@ class MetricInfo:
     def __call__(self, *args: Any, **params: Any) -> MetricResult:
         out = self.fn(*args, **params)
         return out if isinstance(out, MetricResult) else MetricResult(out)
-
-
-METRICS: Registry[MetricInfo] = Registry("metric", group="robustness_harness.metrics")
-
-
-def metric(
-    name: str,
-    *,
-    task: Task = "any",
-    higher_is_better: bool = True,
-    per_class: bool = False,
-    inputs: Inputs = "predictions",
-    cacheable: bool = True,
-    compares: bool = False,
-    resample: Resampler | str | None = None,
-    paired: PairedFn | None = None,
-) -> Callable[[MetricFn], MetricFn]:
-    """Register a function as metric ``name``, usable in YAML by that name.
-
-    >>> @metric("person_miss_rate", task="detection", higher_is_better=False)
-    ... def person_miss_rate(preds, targets, *, iou=0.5, score=0.3) -> float: ...
-
-    Keyword-only parameters become check keys (validated by their type hints, e.g.
-    ``PositiveInt``). ``compares=True`` marks a model metric whose value already compares
-    the variant with the baseline (``pair`` metrics always do). ``resample`` enables
-    ``confidence:`` (bootstrap over images): ``RECOMPUTE`` (classification data) or a
-    ``Resampler`` that evaluates many image multisets at once. ``paired`` (model metrics)
-    measures candidate and baseline together when a check's thresholds compare them
-    (see ``PairedFn``); without it each variant is measured on its own.
-    """
-
-    def wrap(fn: MetricFn) -> MetricFn:
-        doc = inspect.getdoc(fn) or ""
-        METRICS.register(
-            name,
-            MetricInfo(
-                name=name,
-                fn=fn,
-                task=task,
-                higher_is_better=higher_is_better,
-                per_class=per_class,
-                description=doc.splitlines()[0] if doc else "",
-                inputs=inputs,
-                cacheable=cacheable,
-                compares=compares,
-                resample=resample,
-                paired=paired,
-            ),
-            replace=_same_function(name, fn),
-        )
-        return fn
-
-    return wrap
-
-
-def _same_function(name: str, fn: MetricFn) -> bool:
-    """Whether ``name`` is registered by this very function (its module was imported
-    again, as pytest does with conftest files): then re-registering replaces it."""
-    if name not in METRICS:
-        return False
-    old = METRICS.get(name).fn
-    return (old.__module__, old.__qualname__) == (fn.__module__, fn.__qualname__)

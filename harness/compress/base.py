@@ -1,4 +1,9 @@
-"""The compression-method registry: one function ``(model, params, ctx) -> model`` each."""
+"""What a compression method is: one function ``(model, params, ctx) -> model``
+(``CompressFn``), the ``CompressContext`` it receives and ``MethodInfo`` (a registered one).
+
+Methods register with ``robustness_harness.registry.register_compression`` (alias
+``compression_method``) into ``METHODS``; importing ``robustness_harness.compress``
+registers the built-in ones."""
 
 from __future__ import annotations
 
@@ -9,8 +14,6 @@ from typing import Any, Literal
 import torch
 from pydantic import BaseModel
 from torch import nn
-
-from robustness_harness.registry import Registry
 
 StepKind = Literal["prune", "quantize"]
 DataUse = Literal["train", "calibration"]
@@ -54,30 +57,3 @@ class MethodInfo:
     def data_use(self, params: Any) -> DataUse | None:
         """The data this step with ``params`` reads (None: only the example inputs)."""
         return self.uses(params)
-
-
-METHODS: Registry[MethodInfo] = Registry(
-    "compression method", group="robustness_harness.compression"
-)
-
-
-def compression_method(
-    kind: StepKind,
-    name: str,
-    params: type[BaseModel],
-    uses: DataUse | Callable[[Any], DataUse | None] | None = None,
-) -> Callable[[CompressFn], CompressFn]:
-    """Register ``fn(model, params, ctx) -> model`` as ``{kind: {method: name, ...}}``.
-
-    ``uses`` says which data the step reads: ``"train"``, ``"calibration"``, or a function
-    of the step's params giving one of them or None (suites are checked for that data at
-    load time, and the checkpoint key covers it).
-    """
-    use_of = uses if callable(uses) else (lambda _params: uses)
-
-    def wrap(fn: CompressFn) -> CompressFn:
-        info = MethodInfo(kind=kind, name=name, fn=fn, params=params, uses=use_of)
-        METHODS.register(name, info)
-        return fn
-
-    return wrap

@@ -1,8 +1,9 @@
-"""Registered datasets: functions ``(root, **params) -> {split: data}`` where data is a
-``CocoDetectionData`` (detection) or a ``ClassificationData`` (classification).
+"""The built-in datasets toydrive and toysigns: functions ``(root, **params) -> {split: data}``
+where data is a ``CocoDetectionData`` (detection) or a ``ClassificationData``
+(classification).
 
-``robustness_harness.zoo.DATASETS`` finds them through the ``robustness_harness.datasets``
-entry points.
+``robustness_harness.registry.DATASETS`` finds them through the
+``robustness_harness.datasets`` entry points in pyproject.toml.
 """
 
 from __future__ import annotations

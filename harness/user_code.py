@@ -1,5 +1,10 @@
-"""Model and dataset registries, filled through entry points (``robustness_harness.models``,
-``robustness_harness.datasets``) so the core never imports ``models/`` or plug-in packages."""
+"""What user and plug-in code hands the harness, and how the harness calls it.
+
+``ModelEntry`` and ``PretrainContext``: what a registered model provides (registered into
+``robustness_harness.registry.MODELS``, usually through the ``robustness_harness.models``
+entry points, so the core never imports ``models/`` or plug-in packages);
+``import_factory``, ``call_user``, ``check_kwargs`` and ``user_path``: importing and calling
+the factories, functions and files a suite names."""
 
 from __future__ import annotations
 
@@ -14,10 +19,7 @@ from torch import nn
 
 from robustness_harness.errors import HarnessError
 from robustness_harness.import_paths import ensure_importable, factory_search_path
-from robustness_harness.registry import Registry
-
-MODELS: Registry[Any] = Registry("model", group="robustness_harness.models")
-DATASETS: Registry[Callable[..., Any]] = Registry("dataset", group="robustness_harness.datasets")
+from robustness_harness.registry import did_you_mean
 
 
 @dataclass(frozen=True)
@@ -103,8 +105,6 @@ def check_kwargs(
     fn: Callable[..., Any], kwargs: dict[str, Any], *, what: str, file: str | None, field: str
 ) -> None:
     """Reject keyword arguments ``fn`` does not take, with a did-you-mean."""
-    from robustness_harness.registry import did_you_mean
-
     params = inspect.signature(fn).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return
