@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
 
 from robustness_harness.errors import DataError
 from robustness_harness.metrics.coco_backend import results_array
@@ -253,3 +254,23 @@ def results_coco(coco_gt: COCO, results: list[dict[str, Any]]) -> COCO:
     with contextlib.redirect_stdout(io.StringIO()):
         res.createIndex()
     return res
+
+
+def bbox_eval(
+    dataset: dict[str, Any], preds: DetectionPredictions, img_key: tuple[int, ...] | None
+) -> COCOeval:
+    """A ``COCOeval(gt, dt, "bbox")`` of ``preds`` on the normalised ground truth
+    ``dataset`` (checked first), on the images ``img_key`` (None: all), built quietly and
+    not yet evaluated (callers set their parameters)."""
+    check_image_ids(img_key, dataset)
+    check_predictions(preds, dataset)
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = COCO()
+        coco_gt.dataset = dataset
+        coco_gt.createIndex()
+        results = preds.to_coco_results()
+        coco_dt = coco_gt.loadRes(results) if results else results_coco(coco_gt, results)
+        ev = COCOeval(coco_gt, coco_dt, "bbox")
+    if img_key is not None:
+        ev.params.imgIds = list(img_key)
+    return ev

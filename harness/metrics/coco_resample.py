@@ -32,18 +32,15 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse
-from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from robustness_harness.metrics.base import Resampled, Resampler
 from robustness_harness.metrics.coco_format import (
     CocoEvalResult,
+    bbox_eval,
     canonical_gt_json,
-    check_image_ids,
-    check_predictions,
     gt_fingerprint,
     normalize_gt,
-    results_coco,
 )
 from robustness_harness.predictions import DetectionPredictions
 
@@ -328,17 +325,10 @@ def evaluate_pool(
         _MEMO.move_to_end(key)
         return _MEMO[key]
     dataset = normalize_gt(json.loads(canonical or canonical_gt_json(gt)))
-    check_image_ids(img_key, dataset)
-    check_predictions(preds, dataset)
+    ev = bbox_eval(dataset, preds, img_key)
     with contextlib.redirect_stdout(io.StringIO()):
-        coco_gt = COCO()
-        coco_gt.dataset = dataset
-        coco_gt.createIndex()
-        results = preds.to_coco_results()
-        coco_dt = coco_gt.loadRes(results) if results else results_coco(coco_gt, results)
-        ev = COCOeval(coco_gt, coco_dt, "bbox")
-        ev.params.imgIds = list(img_key)
         ev.evaluate()
+    coco_gt = ev.cocoGt
     pool = CocoPool(ev, [str(coco_gt.cats[c].get("name", c)) for c in ev.params.catIds])
     _MEMO[key] = pool
     while len(_MEMO) > _MEMO_SIZE:

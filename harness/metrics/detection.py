@@ -29,14 +29,13 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
-from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
 
 from robustness_harness.errors import DataError
 from robustness_harness.metrics.coco_backend import CocoBackend, get_backend
 from robustness_harness.metrics.coco_format import (
     GT_FINGERPRINT_KEY,
     CocoEvalResult,
+    bbox_eval,
     canonical_gt_json,
     check_image_ids,
     check_predictions,
@@ -271,23 +270,14 @@ def coco_match(
         raise DataError(f"iou must be in (0, 1], got {iou}", field="iou", hint="e.g. iou: 0.5")
     img_key = None if image_ids is None else tuple(sorted({int(i) for i in image_ids}))
     dataset = normalize_gt(json.loads(canonical_gt_json(gt)))
-    check_image_ids(img_key, dataset)
-    check_predictions(preds, dataset)
+    ev = bbox_eval(dataset, preds, img_key)
+    ev.params.iouThrs = np.array([float(iou)])
+    ev.params.areaRng = [ev.params.areaRng[0]]  # all: [0, 1e10]
+    ev.params.areaRngLbl = ["all"]
+    ev.params.maxDets = [100]
     with contextlib.redirect_stdout(io.StringIO()):
-        coco_gt = COCO()
-        coco_gt.dataset = dataset
-        coco_gt.createIndex()
-        results = preds.to_coco_results()
-        coco_dt = coco_gt.loadRes(results) if results else results_coco(coco_gt, results)
-        ev = COCOeval(coco_gt, coco_dt, "bbox")
-        if img_key is not None:
-            ev.params.imgIds = list(img_key)
-        ev.params.iouThrs = np.array([float(iou)])
-        ev.params.areaRng = [ev.params.areaRng[0]]  # all: [0, 1e10]
-        ev.params.areaRngLbl = ["all"]
-        ev.params.maxDets = [100]
         ev.evaluate()
-    score_of = {int(i): float(a["score"]) for i, a in coco_dt.anns.items()}
+    score_of = {int(i): float(a["score"]) for i, a in ev.cocoDt.anns.items()}
     return _collect_matches([e for e in ev.evalImgs if e is not None], score_of)
 
 

@@ -23,6 +23,7 @@ def _run(pytester: pytest.Pytester, out: str, floor: float, extra: str = "") -> 
     return result.ret
 
 
+@pytest.mark.slow
 def test_compare_two_runs(suite_dir: pytest.Pytester, capsys: pytest.CaptureFixture[str]) -> None:
     write_tiny_classifier(suite_dir)
     assert _run(suite_dir, "before", floor=0) == 0

@@ -46,6 +46,7 @@ def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("errors-cache")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["serial", "xdist"])
 def test_every_gate_and_unloadable_suite_in_the_report(
     suite_dir: pytest.Pytester, shared_cache: Path, workers: tuple[str, ...]

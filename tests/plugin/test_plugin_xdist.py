@@ -10,6 +10,7 @@ import pytest
 from tests.plugin.suite_texts import TWO_VARIANT_SUITE
 
 
+@pytest.mark.slow
 def test_two_workers_build_each_checkpoint_once(suite_dir: pytest.Pytester) -> None:
     (suite_dir.path / "suites" / "tiny.yaml").write_text(TWO_VARIANT_SUITE)
     report = suite_dir.path / "report"

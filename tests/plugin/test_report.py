@@ -78,6 +78,7 @@ def run(tmp_path_factory: pytest.TempPathFactory, shared_data_root: Path) -> Run
     return Run(root, out)
 
 
+@pytest.mark.slow
 def test_results_json_validates_and_holds_plot_data(run: Run) -> None:
     assert "harness report: out/report.html (12 gates)" in run.out
     doc = run.results
@@ -109,6 +110,7 @@ def test_results_json_validates_and_holds_plot_data(run: Run) -> None:
     assert all(r["duration_s"] >= 0 for r in doc["items"] if r["status"] != "skipped")
 
 
+@pytest.mark.slow
 def test_regen_from_two_workers_lands_in_one_snapshot(run: Run) -> None:
     assert "gw0" in run.out and "gw1" in run.out  # both workers ran gates
     doc = json.loads((run.root / "suites" / "baselines" / "rep.json").read_text())
@@ -126,6 +128,7 @@ def test_regen_from_two_workers_lands_in_one_snapshot(run: Run) -> None:
     )
 
 
+@pytest.mark.slow
 def test_report_html_is_self_contained_with_every_plot(run: Run) -> None:
     page = (run.root / "out" / "report.html").read_text()
     assert not re.search(r"(src|href)=['\"](?!data:)", page)  # nothing to fetch
@@ -141,6 +144,7 @@ def test_report_html_is_self_contained_with_every_plot(run: Run) -> None:
         assert colours is not None and len(colours) > 50  # a plot, not a blank canvas
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary (apt-get install chromium)")
 def test_report_renders_in_headless_chromium(run: Run, tmp_path: Path) -> None:
     url = (run.root / "out" / "report.html").as_uri()

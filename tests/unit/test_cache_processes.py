@@ -246,6 +246,7 @@ def scratch_key(path: Path) -> str:
     return match[1]
 
 
+@pytest.mark.slow
 def test_sigkill_mid_checkpoint_and_prediction_writes(
     tmp_path: Path, record_property: object
 ) -> None:
