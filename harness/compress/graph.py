@@ -413,8 +413,8 @@ def check_layer_norm_coupling(pruner: tp.pruner.MetaPruner, method: str) -> None
     couples it to (e.g. ``LayerNorm(W)`` on an (N, C, H, W) map; torch-pruning would cut
     it with channel indices): each LayerNorm in a prunable channel group must receive
     exactly its own channel indices, over all such groups."""
-    model = pruner.model
-    norms = {m: n for n, m in model.named_modules() if isinstance(m, nn.LayerNorm)}
+    names = {m: n for n, m in pruner.model.named_modules()}
+    norms = {m for m in names if isinstance(m, nn.LayerNorm)}
     if not norms:
         return
     received: dict[nn.Module, set[int]] = {}
@@ -427,13 +427,12 @@ def check_layer_norm_coupling(pruner: tp.pruner.MetaPruner, method: str) -> None
             if dep.target.module in norms:
                 received.setdefault(dep.target.module, set()).update(int(i) for i in idxs)
                 sources.setdefault(dep.target.module, group[0].dep.target.module)
-    names = {m: n for n, m in model.named_modules()}
     for norm, idxs in received.items():
         width = pruner.DG.get_out_channels(norm)
         if idxs != set(range(width)):
             root = sources[norm]
             raise HarnessError(
-                f"{method} cannot prune LayerNorm '{norms[norm]}' (normalized_shape "
+                f"{method} cannot prune LayerNorm '{names[norm]}' (normalized_shape "
                 f"{list(norm.normalized_shape)}): torch-pruning couples it to its "
                 f"{pruner.DG.get_out_channels(root)} channels of '{names[root]}', "
                 f"which it does not normalise",

@@ -62,7 +62,7 @@ from robustness_harness.compress.prune import (
     prunable_layers,
 )
 from robustness_harness.compress.structure import REBUILD_HINT, structure_of
-from robustness_harness.compress.targeting import FORWARD, PARTS
+from robustness_harness.compress.targeting import FORWARD, PARTS, task_forward
 from robustness_harness.errors import CheckpointError, HarnessError
 from robustness_harness.registry import register_compression
 
@@ -462,7 +462,7 @@ def build_quantized(
     Without batches the observers stay empty: a skeleton whose quantized tensors a
     checkpoint then fills."""
     if forward is None:
-        forward = _default_forward(record.kind)
+        forward = task_forward("classification" if record.kind == "classifier" else "detection")
     with _quiet(), torch.no_grad():
         observed, parts = _observed(model, record)
         for batch in batches:
@@ -470,12 +470,6 @@ def build_quantized(
         quantized = _parts(observed, parts, _converted)
     quantized.__dict__[RECORD_ATTR] = record
     return quantized.eval()
-
-
-def _default_forward(kind: Kind) -> Callable[[nn.Module, torch.Tensor], Any]:
-    if kind == "classifier":
-        return lambda model, batch: model(batch)
-    return lambda model, batch: model(list(batch))
 
 
 def rebuild_quantized(model: nn.Module, record: QuantRecord) -> nn.Module:

@@ -88,8 +88,7 @@ def apply_to_modules(
         return info.fn(model, params, replace(ctx, extras={**ctx.extras, PARTS: parts}))
     for name in names:
         part = info.fn(root.get_submodule(name), params, replace(ctx, example_inputs=inputs[name]))
-        parent, _, child = name.rpartition(".")
-        setattr(root.get_submodule(parent) if parent else root, child, part)
+        root.set_submodule(name, part)
     return model
 
 
