@@ -22,10 +22,10 @@ import numpy as np
 import torch
 from common import toydrive_val, trained_toydrive_fcos
 
-from robustness_harness.evaluate import predict_detections
+from robustness_harness.inference.evaluate import predict_detections
+from robustness_harness.inference.predictions import DetectionPredictions, Detections
 from robustness_harness.metrics.coco_backend import DEFAULT, REFERENCE
 from robustness_harness.metrics.detection import clear_memo, evaluate_targets
-from robustness_harness.predictions import DetectionPredictions, Detections
 
 
 def jittered(preds: DetectionPredictions, seed: int) -> DetectionPredictions:

@@ -8,9 +8,9 @@ from pathlib import Path
 from safetensors.torch import load_file
 from torch import nn
 
-from robustness_harness.cache import DEFAULT_DIR, ENV_VAR
 from robustness_harness.data.builtin import toydrive_dataset
 from robustness_harness.data.coco import CocoDetectionData
+from robustness_harness.store.cache import DEFAULT_DIR, ENV_VAR
 from robustness_harness_models.toydrive import (
     WEIGHTS_FILE,
     build_toydrive_fcos,

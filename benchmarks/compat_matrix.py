@@ -27,10 +27,10 @@ import torch
 import torchvision.models as tvm
 from torch import nn
 
-from robustness_harness.checkpoint import load_checkpoint, save_checkpoint
 from robustness_harness.compress import METHODS, CompressContext, finalize_pruning
 from robustness_harness.compress.quantize import parameter_counts
 from robustness_harness.errors import HarnessError
+from robustness_harness.store.checkpoint import load_checkpoint, save_checkpoint
 
 CLASSES = 10
 MODELS: dict[str, Callable[[], nn.Module]] = {

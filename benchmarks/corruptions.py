@@ -26,7 +26,7 @@ from pathlib import Path
 import imagecorruptions
 import numpy as np
 
-from robustness_harness.corruptions import (
+from robustness_harness.perturb.corruptions import (
     BENCHMARK,
     CorruptionData,
     corrupted_sets,
@@ -82,8 +82,8 @@ def same(a: Sets, b: Sets) -> bool:
 
 def main() -> None:
     args = parse_args()
-    from robustness_harness.cache import Cache
     from robustness_harness.data.builtin import toydrive_dataset
+    from robustness_harness.store.cache import Cache
 
     root = Path(os.environ.get("HARNESS_CACHE", REPO / ".harness-cache")) / "data"
     data = toydrive_dataset(root)["val"].limit(args.images)

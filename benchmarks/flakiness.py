@@ -37,7 +37,7 @@ from typing import Any
 
 import yaml
 
-from robustness_harness.spec.thresholds import Limit, Thresholds
+from robustness_harness.suite.thresholds import Limit, Thresholds
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = {
@@ -59,7 +59,7 @@ def _init_worker(threads: int) -> None:
 
 def train_seed(model: str, seed: int, epochs: int | None, out: Path) -> tuple[int, float]:
     """Train ``model``'s recipe with ``seed`` (and ``epochs``) into ``out``; return seconds."""
-    from robustness_harness.session import HarnessOptions, HarnessSession
+    from robustness_harness.run.session import HarnessOptions, HarnessSession
 
     session = HarnessSession(HarnessOptions())
     suite = session.suite(ROOT / MODELS[model][0])

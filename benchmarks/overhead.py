@@ -27,7 +27,7 @@ import torch
 from common import toydrive_val, trained_toydrive_fcos
 
 from robustness_harness.data import decoded
-from robustness_harness.evaluate import predict_detections
+from robustness_harness.inference.evaluate import predict_detections
 
 
 def bare_loop(model: torch.nn.Module, images: list[torch.Tensor], batch: int) -> Callable[[], None]:

@@ -24,12 +24,12 @@ _PUBLIC = {
     "compression_method": "robustness_harness.registry",
     "CompressContext": "robustness_harness.compress.base",
     "ModelEntry": "robustness_harness.user_code",
-    "HarnessSession": "robustness_harness.session",
-    "HarnessOptions": "robustness_harness.session",
+    "HarnessSession": "robustness_harness.run.session",
+    "HarnessOptions": "robustness_harness.run.session",
     "HarnessError": "robustness_harness.errors",
-    "load_suite": "robustness_harness.spec",
-    "load_results": "robustness_harness.results_file",
-    "compare_results": "robustness_harness.results_file",
+    "load_suite": "robustness_harness.suite",
+    "load_results": "robustness_harness.report.compare",
+    "compare_results": "robustness_harness.report.compare",
 }
 
 __all__ = sorted(_PUBLIC)

@@ -14,11 +14,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from robustness_harness.cache import Cache
 from robustness_harness.errors import HarnessError
+from robustness_harness.store.cache import Cache
 
 if TYPE_CHECKING:
-    from robustness_harness.results_file import GateChange
+    from robustness_harness.report.compare import GateChange
 
 
 def _suite_files(paths: Sequence[str]) -> list[Path]:
@@ -37,7 +37,7 @@ def _suite_files(paths: Sequence[str]) -> list[Path]:
 def cmd_validate(args: argparse.Namespace) -> int:
     """Schema-check suite files (``--deep``: also the preflight); one line per file or
     problem."""
-    from robustness_harness.spec import load_suite
+    from robustness_harness.suite import load_suite
 
     session = _deep_session(args) if args.deep else None
     bad = 0
@@ -64,14 +64,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def _deep_session(args: argparse.Namespace) -> Any:
     """A CPU session for the preflight, with the cache and data options of a run."""
-    from robustness_harness.session import HarnessOptions, HarnessSession
+    from robustness_harness.run.session import HarnessOptions, HarnessSession
 
     options = HarnessOptions(cache_dir=args.cache, device="cpu", data_root=args.data_root)
     return HarnessSession(options, progress=lambda _line: None)
 
 
 def _preflight(session: Any, path: Path) -> list[str]:
-    from robustness_harness.preflight import preflight
+    from robustness_harness.run.preflight import preflight
 
     try:
         return preflight(session, session.suite(path))
@@ -81,8 +81,8 @@ def _preflight(session: Any, path: Path) -> list[str]:
 
 def cmd_show(args: argparse.Namespace) -> int:
     """Print a suite's plan without building anything."""
-    from robustness_harness.plan import inspecting_session, render_plan
-    from robustness_harness.session import HarnessOptions, HarnessSession
+    from robustness_harness.run.plan import inspecting_session, render_plan
+    from robustness_harness.run.session import HarnessOptions, HarnessSession
 
     path = Path(args.suite)
     if not path.is_file():
@@ -163,7 +163,7 @@ def cmd_gen_data(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     """Compare two results.json files gate by gate: a table and a summary line; 1 with
     ``--fail-on-regression`` when a gate regressed or was removed."""
-    from robustness_harness.results_file import compare_results, load_results
+    from robustness_harness.report.compare import compare_results, load_results
 
     comparison = compare_results(load_results(args.a), load_results(args.b))
     changes = [c for c in comparison.changes if not (args.only_changes and c.kind == "same")]

@@ -22,7 +22,7 @@ import numpy as np
 import scipy.stats
 
 from robustness_harness.errors import HarnessError
-from robustness_harness.spec.thresholds import Interval, Limit
+from robustness_harness.suite.thresholds import Interval, Limit
 
 DEFAULT_RESAMPLES = 1000
 """Bootstrap resamples when a check sets ``confidence`` without ``resamples``."""

@@ -18,7 +18,7 @@ from typing import Any, Literal
 from torch import nn
 
 from robustness_harness.errors import HarnessError
-from robustness_harness.import_paths import ensure_importable, factory_search_path
+from robustness_harness.inference.import_paths import ensure_importable, factory_search_path
 from robustness_harness.registry import did_you_mean
 
 

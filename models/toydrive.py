@@ -17,13 +17,13 @@ from torchvision.models.detection import FCOS
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.ops import FeaturePyramidNetwork
 
-from robustness_harness.cache import cache_key, sha256_file
 from robustness_harness.data.builtin import toydrive_dataset
 from robustness_harness.data.toydrive import GENERATOR_VERSION
 from robustness_harness.errors import CheckpointError
+from robustness_harness.store.cache import cache_key, sha256_file
+from robustness_harness.store.versions import stamps
 from robustness_harness.train.finetune import TrainRecipe, load_training_set, train_detector
 from robustness_harness.user_code import ModelEntry, PretrainContext
-from robustness_harness.versions import stamps
 
 IMAGE_SIZE = 128
 FPN_CHANNELS = 64
@@ -179,7 +179,7 @@ def write_shipped_weights(data_root: Path, out_dir: Path = WEIGHTS_DIR) -> dict[
     the validation metrics, so that loading can verify the file and a later run can
     tell whether the weights fit its data.
     """
-    from robustness_harness.evaluate import predict_detections
+    from robustness_harness.inference.evaluate import predict_detections
     from robustness_harness.metrics.detection import coco_evaluate
 
     splits = toydrive_dataset(data_root)

@@ -17,15 +17,15 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from robustness_harness.cache import cache_key
-from robustness_harness.checkpoint import plain_state_dict
-from robustness_harness.data.classification import ClassificationData
+from robustness_harness.data.classification_sets import ClassificationData
 from robustness_harness.data.toysigns import GENERATOR_VERSION, TOYSIGNS_CLASSES
-from robustness_harness.evaluate import predict_classes
+from robustness_harness.inference.evaluate import predict_classes
+from robustness_harness.store.cache import cache_key
+from robustness_harness.store.checkpoint import plain_state_dict
+from robustness_harness.store.versions import stamps
 from robustness_harness.train.classify import train_classifier
 from robustness_harness.train.finetune import TrainRecipe
 from robustness_harness.user_code import ModelEntry, PretrainContext
-from robustness_harness.versions import stamps
 from robustness_harness_models.torchvision_classifiers import Normalize
 
 #: Bump when the architecture or the training code changes the trained weights.

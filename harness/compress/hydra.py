@@ -44,8 +44,8 @@ from robustness_harness.compress.prune import finalize_pruning, model_sparsity, 
 from robustness_harness.compress.schedule import SparsityParams, require_training
 from robustness_harness.errors import HarnessError
 from robustness_harness.registry import register_compression
-from robustness_harness.spec.problems import problem_from_pydantic
-from robustness_harness.train.adversarial import AdversarialTraining
+from robustness_harness.suite.problems import problem_from_pydantic
+from robustness_harness.train.adversarial_finetune import AdversarialTraining
 
 
 class HydraParams(SparsityParams):
@@ -67,7 +67,7 @@ class HydraParams(SparsityParams):
         if value is None or isinstance(value, AdversarialTraining):
             return value
         # imported here: the spec schema imports the compression registry (this package)
-        from robustness_harness.spec.schema import AdversarialSpec
+        from robustness_harness.suite.schema import AdversarialSpec
 
         try:
             spec = AdversarialSpec.model_validate(value)

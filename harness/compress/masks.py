@@ -52,7 +52,7 @@ from robustness_harness.compress.schedule import (
 from robustness_harness.compress.structure import remember_base
 from robustness_harness.errors import HarnessError
 from robustness_harness.registry import register_compression
-from robustness_harness.spec.problems import SpecProblem
+from robustness_harness.suite.problems import SpecProblem
 
 BUDGET_HINT = "use the target share of dense operations, e.g. budget: 0.5"
 

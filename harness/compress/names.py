@@ -2,7 +2,7 @@
 
 Both take names from ``model.named_modules()`` or ``fnmatch`` patterns (``backbone.*``),
 relative to the user's model (without the ``model.input`` wrapper,
-``robustness_harness.input_contract``). ``IgnoreParams`` gives a method its ``ignore``
+``robustness_harness.inference.input_contract``). ``IgnoreParams`` gives a method its ``ignore``
 parameter; ``matching`` resolves patterns to the names of modules in the model as given.
 """
 
@@ -16,9 +16,9 @@ from pydantic import BaseModel, ConfigDict, field_validator, model_serializer
 from torch import nn
 
 from robustness_harness.errors import HarnessError
-from robustness_harness.input_contract import inner_model
+from robustness_harness.inference.input_contract import inner_model
 from robustness_harness.registry import did_you_mean
-from robustness_harness.spec.problems import SpecProblem
+from robustness_harness.suite.problems import SpecProblem
 
 NAMES_HINT = "names from model.named_modules() or patterns such as backbone.*"
 

@@ -3,8 +3,8 @@
 ``global_magnitude`` zeroes weights through ``torch.nn.utils.prune`` masks, which stay
 active during fine-tuning; ``finalize_pruning`` makes them permanent before saving.
 ``l1_filter`` removes whole filters with torch-pruning (DepGraph), so the model gets
-physically smaller; ``robustness_harness.checkpoint`` saves its new shapes. Both prune at once or
-gradually with the AGP schedule (``robustness_harness.compress.schedule``).
+physically smaller; ``robustness_harness.store.checkpoint`` saves its new shapes. Both
+prune at once or gradually with the AGP schedule (``robustness_harness.compress.schedule``).
 """
 
 from __future__ import annotations

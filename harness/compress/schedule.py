@@ -17,7 +17,7 @@ from torch import nn
 from robustness_harness.compress.base import CompressContext, DataUse
 from robustness_harness.compress.names import IgnoreParams
 from robustness_harness.errors import HarnessError
-from robustness_harness.spec.problems import SpecProblem
+from robustness_harness.suite.problems import SpecProblem
 
 SPARSITY_HINT = "use a fraction such as 0.5 (the share of weights or filters to remove)"
 

@@ -24,7 +24,7 @@ from robustness_harness.compress.graph import first_inputs, modes_kept
 from robustness_harness.compress.names import matching, outermost, wrapper_prefix
 from robustness_harness.compress.structure import remember_base
 from robustness_harness.errors import HarnessError
-from robustness_harness.input_contract import inner_model
+from robustness_harness.inference.input_contract import inner_model
 
 FORWARD = "forward"
 """``CompressContext.extras`` key: ``forward(model, images)`` runs the model on an image

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from robustness_harness.data import toysigns
-from robustness_harness.data.classification import ClassificationData
+from robustness_harness.data.classification_sets import ClassificationData
 from robustness_harness.data.coco import CocoDetectionData
 from robustness_harness.data.generated import SPLITS
 from robustness_harness.data.toydrive import GENERATOR_VERSION, generate_toydrive

@@ -1,8 +1,8 @@
 """Adversarial robustness metrics: accuracy under PGD/FGSM and COCO mAP under PGD.
 
 All attacks are L∞ on images in [0, 1] (models contain their normalisation), seeded per
-batch from the context seed (``robustness_harness.attacks.attack_seed``). A quantized model is
-attacked through its fake-quant twin (``ctx.twin``) and evaluated itself on the
+batch from the context seed (``robustness_harness.perturb.attacks.attack_seed``). A
+quantized model is attacked through its fake-quant twin (``ctx.twin``) and evaluated itself on the
 adversarial images; the result's note says so.
 """
 
@@ -16,7 +16,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from robustness_harness.attacks import (
+from robustness_harness.inference.evaluate import to_detections
+from robustness_harness.inference.predictions import DetectionPredictions, Detections
+from robustness_harness.metrics.base import MetricResult, NonNegative, Positive, PositiveInt
+from robustness_harness.metrics.context import ModelContext
+from robustness_harness.metrics.detection import coco_evaluate
+from robustness_harness.perturb.attacks import (
     ClassifierAttack,
     attack_classifier,
     attack_detector,
@@ -24,11 +29,6 @@ from robustness_harness.attacks import (
     modes_restored,
     validate_attack_params,
 )
-from robustness_harness.evaluate import to_detections
-from robustness_harness.metrics.base import MetricResult, NonNegative, Positive, PositiveInt
-from robustness_harness.metrics.context import ModelContext
-from robustness_harness.metrics.detection import coco_evaluate
-from robustness_harness.predictions import DetectionPredictions, Detections
 from robustness_harness.registry import register_metric
 
 TWIN_NOTE = "attacked through the fake-quant twin"

@@ -24,12 +24,12 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import ArrayLike
 
-from robustness_harness.data.classification import ClassificationData
+from robustness_harness.data.classification_sets import ClassificationData
 from robustness_harness.errors import SpecError
+from robustness_harness.inference.predictions import ClassPredictions, DetectionPredictions
 from robustness_harness.metrics.base import RECOMPUTE, MetricResult, PositiveInt, Probability
 from robustness_harness.metrics.classification import aligned
 from robustness_harness.metrics.detection import CocoTargets, coco_match
-from robustness_harness.predictions import ClassPredictions, DetectionPredictions
 from robustness_harness.registry import register_metric
 
 Binning = Literal["equal_width", "equal_mass"]

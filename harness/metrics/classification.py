@@ -12,8 +12,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from robustness_harness.errors import DataError
+from robustness_harness.inference.predictions import ClassPredictions
 from robustness_harness.metrics.base import RECOMPUTE
-from robustness_harness.predictions import ClassPredictions
 from robustness_harness.registry import register_metric
 
 

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from robustness_harness.errors import HarnessError
-from robustness_harness.predictions import DetectionPredictions
+from robustness_harness.inference.predictions import DetectionPredictions
 
 ENV_VAR = "HARNESS_COCO_BACKEND"
 REFERENCE = "pycocotools"

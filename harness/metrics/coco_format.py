@@ -25,8 +25,8 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from robustness_harness.errors import DataError
+from robustness_harness.inference.predictions import DetectionPredictions
 from robustness_harness.metrics.coco_backend import results_array
-from robustness_harness.predictions import DetectionPredictions
 
 GT_FINGERPRINT_KEY = "_harness_fingerprint"
 """Optional key of a gt dict holding a precomputed fingerprint (trusted as is)."""

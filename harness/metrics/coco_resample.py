@@ -34,6 +34,7 @@ import numpy as np
 import scipy.sparse
 from pycocotools.cocoeval import COCOeval
 
+from robustness_harness.inference.predictions import DetectionPredictions
 from robustness_harness.metrics.base import Resampled, Resampler
 from robustness_harness.metrics.coco_format import (
     CocoEvalResult,
@@ -42,7 +43,6 @@ from robustness_harness.metrics.coco_format import (
     gt_fingerprint,
     normalize_gt,
 )
-from robustness_harness.predictions import DetectionPredictions
 
 _EPS = np.spacing(1)
 _MEMO_SIZE = 4

@@ -31,6 +31,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from robustness_harness.errors import DataError
+from robustness_harness.inference.predictions import DetectionPredictions
 from robustness_harness.metrics.coco_backend import CocoBackend, get_backend
 from robustness_harness.metrics.coco_format import (
     GT_FINGERPRINT_KEY,
@@ -44,7 +45,6 @@ from robustness_harness.metrics.coco_format import (
     results_coco,
 )
 from robustness_harness.metrics.coco_resample import per_class_resampler, summary_resampler
-from robustness_harness.predictions import DetectionPredictions
 from robustness_harness.registry import register_metric
 
 _MEMO_SIZE = 8

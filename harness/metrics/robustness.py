@@ -17,9 +17,9 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from robustness_harness.corruptions import FAMILIES
 from robustness_harness.metrics.base import MetricResult
 from robustness_harness.metrics.context import CorruptionGrid
+from robustness_harness.perturb.corruptions import FAMILIES
 from robustness_harness.registry import register_metric
 
 __all__ = [

@@ -21,7 +21,7 @@ def checkpoint_bytes(ctx: ModelContext) -> int:
     """Size of ``checkpoint_dir/model.safetensors``; without a checkpoint, the size of the
     safetensors serialisation the checkpoint would have (masks folded in; int tensors,
     scales and zero points for a quantized model)."""
-    from robustness_harness.checkpoint import (  # checkpoint imports spec
+    from robustness_harness.store.checkpoint import (  # checkpoint imports spec
         WEIGHTS_FILE,
         checkpoint_tensors,
     )

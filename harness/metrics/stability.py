@@ -17,11 +17,11 @@ import torch
 from torch import nn
 
 from robustness_harness.errors import DataError
+from robustness_harness.inference.predictions import ClassPredictions, DetectionPredictions
 from robustness_harness.metrics.base import RECOMPUTE, MetricResult, Probability
 from robustness_harness.metrics.classification import ClassTargets, aligned, per_class_accuracies
 from robustness_harness.metrics.context import ModelContext
 from robustness_harness.metrics.detection import CocoTargets, coco_match
-from robustness_harness.predictions import ClassPredictions, DetectionPredictions
 from robustness_harness.registry import register_metric
 
 TWIN_NOTE = "saliency of the candidate through its fake-quant twin"

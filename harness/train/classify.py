@@ -29,9 +29,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from robustness_harness.attacks import attack_seed
 from robustness_harness.errors import DataError
-from robustness_harness.train.adversarial import perturb_classification_batch
+from robustness_harness.perturb.attacks import attack_seed
+from robustness_harness.train.adversarial_finetune import perturb_classification_batch
 from robustness_harness.train.augment import augment_batch, photometric
 from robustness_harness.train.finetune import (
     Regularizer,

@@ -5,7 +5,7 @@ step of a variant: AdamW, linear warm-up then cosine decay, horizontal-flip (and
 optionally naturalistic, ``robustness_harness.train.augment``) augmentation through
 ``torchvision.transforms.v2``, gradient clipping; optional class-balanced sampling
 (``robustness_harness.train.samplers``) and adversarial batches
-(``robustness_harness.train.adversarial``).
+(``robustness_harness.train.adversarial_finetune``).
 All randomness comes from ``seed`` inside a forked RNG, so the same seed gives the same
 weights and the caller's global RNG state is left untouched.
 """
@@ -24,8 +24,11 @@ from torch import nn
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from robustness_harness.attacks import attack_seed
-from robustness_harness.train.adversarial import AdversarialTraining, perturb_detection_batch
+from robustness_harness.perturb.attacks import attack_seed
+from robustness_harness.train.adversarial_finetune import (
+    AdversarialTraining,
+    perturb_detection_batch,
+)
 from robustness_harness.train.augment import AUGMENTS, photometric
 from robustness_harness.train.samplers import balancing, sampled_batches, sampler_problem
 

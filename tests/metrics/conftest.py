@@ -17,8 +17,8 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from robustness_harness.inference.predictions import DetectionPredictions, Detections
 from robustness_harness.metrics.detection import CocoEvalResult
-from robustness_harness.predictions import DetectionPredictions, Detections
 
 Box = tuple[float, float, float, float]
 

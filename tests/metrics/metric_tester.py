@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from robustness_harness.inference.predictions import ClassPredictions, DetectionPredictions
 from robustness_harness.metrics import METRICS
 from robustness_harness.metrics.context import CorruptionGrid
-from robustness_harness.predictions import ClassPredictions, DetectionPredictions
 from tests.metrics.conftest import make_gt, make_preds, xyxy
 from tests.metrics.hand_cases import Targets
 

@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 from torchmetrics.classification import MulticlassCalibrationError
 
 from robustness_harness.errors import SpecError
+from robustness_harness.inference.predictions import ClassPredictions
 from robustness_harness.metrics import METRICS
 from robustness_harness.metrics.calibration import ece, expected_calibration_error
 from robustness_harness.metrics.detection import coco_match
-from robustness_harness.predictions import ClassPredictions
 from tests.metrics.hand_cases import CROWD, A, B, C, Targets
 
 DYADIC = (1, 2, 4, 8, 16, 32)  # bin edges k/B exact in float32 and float64

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from robustness_harness.data.classification import ClassificationData
+from robustness_harness.data.classification_sets import ClassificationData
 from robustness_harness.errors import DataError
+from robustness_harness.inference.predictions import ClassPredictions
 from robustness_harness.metrics import METRICS
 from robustness_harness.metrics.classification import accuracy, per_class_accuracy
-from robustness_harness.predictions import ClassPredictions
 
 NAMES = ("cat", "dog", "fox")
 

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from robustness_harness.errors import HarnessError
+from robustness_harness.inference.predictions import DetectionPredictions, Detections
 from robustness_harness.metrics import coco_backend
 from robustness_harness.metrics.coco_backend import (
     DEFAULT,
@@ -28,7 +29,6 @@ from robustness_harness.metrics.coco_backend import (
     results_array,
 )
 from robustness_harness.metrics.detection import clear_memo, coco_evaluate
-from robustness_harness.predictions import DetectionPredictions, Detections
 
 # faster-coco-eval is not bit-exact (found by this test): pycocotools computes precision
 # as tp / (tp + fp + eps), faster-coco-eval without the eps. Shrunk counterexample: one

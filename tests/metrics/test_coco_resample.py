@@ -12,6 +12,7 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from robustness_harness.inference.predictions import DetectionPredictions, Detections
 from robustness_harness.metrics.coco_resample import (
     CocoPool,
     per_class_resampler,
@@ -19,7 +20,6 @@ from robustness_harness.metrics.coco_resample import (
     summary_resampler,
 )
 from robustness_harness.metrics.detection import coco_evaluate
-from robustness_harness.predictions import DetectionPredictions, Detections
 
 N_IMAGES = 14
 CATEGORIES = [{"id": 1, "name": "car"}, {"id": 2, "name": "person"}, {"id": 5, "name": "train"}]

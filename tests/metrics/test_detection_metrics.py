@@ -12,9 +12,9 @@ import pytest
 
 import robustness_harness.metrics
 from robustness_harness.errors import HarnessError
+from robustness_harness.inference.predictions import DetectionPredictions, Detections
 from robustness_harness.metrics import METRICS, coco_evaluate
 from robustness_harness.metrics.detection import GT_FINGERPRINT_KEY, clear_memo
-from robustness_harness.predictions import DetectionPredictions, Detections
 
 A, B, C = (10.0, 20.0, 12.0, 10.0), (100.0, 100.0, 50.0, 40.0), (300.0, 200.0, 150.0, 120.0)
 STATS = {"map": 0, "ap50": 1, "ap75": 2, "ap_small": 3, "ap_medium": 4, "ap_large": 5, "ar100": 8}

@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pycocotools.coco import COCO
 
+from robustness_harness.inference.predictions import DetectionPredictions, Detections
 from robustness_harness.metrics.detection import CocoEvalResult, coco_evaluate, results_coco
-from robustness_harness.predictions import DetectionPredictions, Detections
 
 ONE = pytest.approx(1.0, abs=1e-15)  # precision is tp / (tp + fp + eps) in COCOeval
 SMALL, MEDIUM, LARGE = (10.0, 20.0, 12.0, 10.0), (100.0, 100.0, 50.0, 40.0), (300, 200, 150, 120)

@@ -12,9 +12,9 @@ import pytest
 import torch
 from torchmetrics.functional.classification import multiclass_accuracy
 
+from robustness_harness.inference.predictions import ClassPredictions, DetectionPredictions
 from robustness_harness.metrics import METRICS
 from robustness_harness.metrics.context import CorruptionGrid
-from robustness_harness.predictions import ClassPredictions, DetectionPredictions
 from robustness_harness.registry import register_metric
 from tests.metrics.conftest import reference_eval, reference_per_class
 from tests.metrics.hand_cases import Targets

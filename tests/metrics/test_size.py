@@ -12,10 +12,10 @@ from safetensors.torch import save_file
 from torch import nn
 from torch.nn.utils import prune
 
-from robustness_harness.checkpoint import save_checkpoint
 from robustness_harness.metrics import METRICS
 from robustness_harness.metrics.context import ModelContext
 from robustness_harness.metrics.size import count_flops, size
+from robustness_harness.store.checkpoint import save_checkpoint
 
 
 class FakeImages:

@@ -13,8 +13,9 @@ import pytest
 import torch
 from torch import nn
 
-from robustness_harness.data.classification import ClassificationData
+from robustness_harness.data.classification_sets import ClassificationData
 from robustness_harness.errors import DataError
+from robustness_harness.inference.predictions import ClassPredictions
 from robustness_harness.metrics import METRICS
 from robustness_harness.metrics.context import ModelContext
 from robustness_harness.metrics.stability import (
@@ -24,7 +25,6 @@ from robustness_harness.metrics.stability import (
     saliency_change,
     saliency_maps,
 )
-from robustness_harness.predictions import ClassPredictions
 from tests.metrics.hand_cases import CROWD, A, B, C, Targets
 from tests.metrics.test_classification_metrics import make_classification_data, one_hot_logits
 

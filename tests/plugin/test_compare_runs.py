@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from robustness_harness.cli import main
-from robustness_harness.results_file import load_results
+from robustness_harness.report.compare import load_results
 from tests.plugin.suite_texts import tiny_classifier_suite, write_tiny_classifier
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from robustness_harness.report import SCHEMA_PATH, write_report
+from robustness_harness.report.results import SCHEMA_PATH, write_report
 from tests.plugin.suite_texts import ERRORS_CONFTEST, ERRORS_SUITE
 
 UNLOADABLE = ERRORS_SUITE.replace("metric: boom", "metric: booom")

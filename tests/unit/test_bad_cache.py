@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from robustness_harness.cache import Cache, cache_key
 from robustness_harness.errors import CacheError
+from robustness_harness.store.cache import Cache, cache_key
 
 KEY = cache_key("bad-cache")
 

@@ -15,14 +15,14 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from robustness_harness.checkpoint import (
+from robustness_harness.errors import CheckpointError
+from robustness_harness.store.checkpoint import (
     STRUCTURE_FILE,
     WEIGHTS_FILE,
     load_checkpoint,
     load_user_weights,
 )
-from robustness_harness.checkpoint import save_checkpoint as save_harness_checkpoint
-from robustness_harness.errors import CheckpointError
+from robustness_harness.store.checkpoint import save_checkpoint as save_harness_checkpoint
 
 
 def tiny() -> nn.Module:

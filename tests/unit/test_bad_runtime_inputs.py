@@ -16,12 +16,12 @@ import pytest
 import torch
 from torch import nn
 
-from robustness_harness.attacks import detection_loss
-from robustness_harness.corruptions import corrupt_many
 from robustness_harness.data.toysigns import TOYSIGNS_CLASSES
 from robustness_harness.errors import CheckError, HarnessError, ModelInputError
-from robustness_harness.evaluate import predict_classes
-from robustness_harness.session import HarnessOptions, HarnessSession
+from robustness_harness.inference.evaluate import predict_classes
+from robustness_harness.perturb.attacks import detection_loss
+from robustness_harness.perturb.corruptions import corrupt_many
+from robustness_harness.run.session import HarnessOptions, HarnessSession
 from tests.plugin.bad_models import FACTORIES
 
 TINY_DATA = "{name: toysigns, split: val, params: {n_train: 40, n_val: 12, image_size: 24}}"

@@ -11,9 +11,15 @@ from types import SimpleNamespace
 
 import pytest
 
-from robustness_harness.baselines import compare, lookup, read_snapshot, record, stamp_differences
 from robustness_harness.errors import HarnessError, SpecError
-from robustness_harness.spec import parse_suite
+from robustness_harness.run.snapshots import (
+    compare,
+    lookup,
+    read_snapshot,
+    record,
+    stamp_differences,
+)
+from robustness_harness.suite import parse_suite
 from tests.unit.builders import MINIMAL_SUITE
 
 SUITE = MINIMAL_SUITE + "  c: CHECK\n"

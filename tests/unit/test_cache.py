@@ -1,4 +1,5 @@
-"""robustness_harness.cache in one process: keys, build/get, corruption, listing, atomic writes."""
+"""robustness_harness.store.cache in one process: keys, build/get, corruption, listing,
+atomic writes."""
 
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from robustness_harness import cache as cache_mod
-from robustness_harness.cache import (
+from robustness_harness.errors import CacheError
+from robustness_harness.store import cache as cache_mod
+from robustness_harness.store.cache import (
     Cache,
     atomic_write_bytes,
     atomic_write_json,
@@ -26,7 +28,6 @@ from robustness_harness.cache import (
     cache_key,
     sha256_file,
 )
-from robustness_harness.errors import CacheError
 
 KIND = "ckpt"
 KEY = cache_key("model", 1)
@@ -124,7 +125,7 @@ def test_key_is_order_independent_property(obj: dict, rnd: random.Random) -> Non
 
 def test_key_is_stable_across_processes() -> None:
     code = (
-        "from robustness_harness.cache import cache_key; "
+        "from robustness_harness.store.cache import cache_key; "
         "print(cache_key({'b': 1, 'a': [0.1, 'é']}))"
     )
     env = {**os.environ, "PYTHONHASHSEED": "123"}
@@ -347,7 +348,7 @@ def test_default_event_sink_is_logging(tmp_path: Path, caplog: pytest.LogCapture
     cache = Cache(tmp_path / "cache")
     entry, _ = cache.get_or_build(KIND, KEY, writer())
     _flip_byte(entry.path)
-    with caplog.at_level("WARNING", logger="robustness_harness.cache"):
+    with caplog.at_level("WARNING", logger="robustness_harness.store.cache"):
         assert cache.get(KIND, KEY) is None
     assert "was corrupt" in caplog.text
 

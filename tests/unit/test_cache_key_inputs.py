@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from robustness_harness.data.toydrive import generate_toydrive
-from robustness_harness.session import HarnessOptions, HarnessSession
-from robustness_harness.sources import source_digest, source_roots
+from robustness_harness.run.session import HarnessOptions, HarnessSession
+from robustness_harness.store.sources import source_digest, source_roots
 from robustness_harness_models.toydrive import build_toydrive_fcos
 
 MODEL_PY = """

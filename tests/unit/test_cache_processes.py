@@ -1,4 +1,5 @@
-"""robustness_harness.cache across processes: killed builds, killed writes, racing builders."""
+"""robustness_harness.store.cache across processes: killed builds, killed writes, racing
+builders."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from robustness_harness.cache import Cache, cache_key
+from robustness_harness.store.cache import Cache, cache_key
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="uses POSIX signals")
 
@@ -24,7 +25,7 @@ KEY = cache_key("killed")
 BUILD_THEN_DIE = """
 import os, signal, sys, time
 from pathlib import Path
-from robustness_harness.cache import Cache
+from robustness_harness.store.cache import Cache
 
 root, key, how = sys.argv[1:4]
 
@@ -44,7 +45,7 @@ Cache(root).get_or_build("ckpt", key, build)
 RACE = """
 import json, os, sys, time
 from pathlib import Path
-from robustness_harness.cache import Cache
+from robustness_harness.store.cache import Cache
 
 root, counter, go = sys.argv[1:4]
 
@@ -66,7 +67,7 @@ print(json.dumps({"built": built, "meta": entry.meta, "path": str(entry.path)}),
 WRITE_THEN_DIE = """
 import os, signal, sys
 from pathlib import Path
-from robustness_harness import cache
+from robustness_harness.store import cache
 
 def die(*_):
     os.kill(os.getpid(), signal.SIGKILL)
@@ -166,7 +167,7 @@ def test_reader_in_other_process_sees_complete_entries_only(tmp_path: Path) -> N
     reader = python(
         """
         import sys
-        from robustness_harness.cache import Cache
+        from robustness_harness.store.cache import Cache
         cache = Cache(sys.argv[1], on_event=lambda m: print("EVENT", m))
         found = sum(cache.get(sys.argv[2], sys.argv[3]) is not None for _ in range(300))
         print("done", found)
@@ -198,9 +199,9 @@ import os, sys
 import numpy as np
 import torch
 from torch import nn
-from robustness_harness.cache import Cache, cache_key
-from robustness_harness.checkpoint import save_checkpoint
-from robustness_harness.predictions import DetectionPredictions, Detections
+from robustness_harness.store.cache import Cache, cache_key
+from robustness_harness.store.checkpoint import save_checkpoint
+from robustness_harness.inference.predictions import DetectionPredictions, Detections
 
 torch.set_num_threads(1)
 cache = Cache(sys.argv[1], on_event=lambda _m: None)
@@ -251,14 +252,14 @@ def test_sigkill_mid_checkpoint_and_prediction_writes(
     tmp_path: Path, record_property: object
 ) -> None:
     """20 SIGKILLs at random points of processes writing checkpoints and predictions
-    through robustness_harness.cache: no corrupt entry,
+    through robustness_harness.store.cache: no corrupt entry,
     and the next run rebuilds what was killed."""
     import random
 
     from torch import nn
 
-    from robustness_harness.checkpoint import load_checkpoint
-    from robustness_harness.predictions import load_predictions
+    from robustness_harness.inference.predictions import load_predictions
+    from robustness_harness.store.checkpoint import load_checkpoint
 
     root = tmp_path / "cache"
     rng = random.Random(0)

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from robustness_harness import evaluate
 from robustness_harness.data.coco import CocoDetectionData
 from robustness_harness.data.toydrive import generate_toydrive
 from robustness_harness.errors import HarnessError
-from robustness_harness.measure import measure
-from robustness_harness.session import HarnessOptions, HarnessSession
-from robustness_harness.spec import load_suite
+from robustness_harness.inference import evaluate
+from robustness_harness.run.measure import measure
+from robustness_harness.run.session import HarnessOptions, HarnessSession
+from robustness_harness.suite import load_suite
 from robustness_harness_models.toydrive import build_toydrive_fcos
 
 

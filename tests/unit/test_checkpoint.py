@@ -13,13 +13,6 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torchvision.models import resnet18
 
-from robustness_harness.checkpoint import (
-    STRUCTURE_FILE,
-    WEIGHTS_FILE,
-    load_checkpoint,
-    load_user_weights,
-    save_checkpoint,
-)
 from robustness_harness.compress import CompressContext, finalize_pruning
 from robustness_harness.compress.prune import (
     GlobalMagnitudeParams,
@@ -30,6 +23,13 @@ from robustness_harness.compress.prune import (
 from robustness_harness.compress.quantize import QuantizeParams, ptq_int8
 from robustness_harness.compress.structure import structure_of
 from robustness_harness.errors import CheckpointError
+from robustness_harness.store.checkpoint import (
+    STRUCTURE_FILE,
+    WEIGHTS_FILE,
+    load_checkpoint,
+    load_user_weights,
+    save_checkpoint,
+)
 from robustness_harness_models.toydrive import build_toydrive_fcos
 from robustness_harness_models.toysigns import build_toysigns_cnn
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 
-from robustness_harness.checks import metric_label
-from robustness_harness.spec.schema import CheckSpec
+from robustness_harness.run.outcome import metric_label
+from robustness_harness.suite.schema import CheckSpec
 from tests.unit.builders import decided_outcome
 
 
@@ -58,9 +58,9 @@ def test_metric_label() -> None:
 
 
 def _baseline_error(check: CheckSpec, baseline: object) -> str:
-    from robustness_harness.decide import check_baseline
     from robustness_harness.errors import HarnessError
     from robustness_harness.metrics import METRICS
+    from robustness_harness.run.decide import check_baseline
 
     try:
         check_baseline(

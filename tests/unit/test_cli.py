@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from robustness_harness.cache import Cache
 from robustness_harness.cli import main
+from robustness_harness.store.cache import Cache
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -155,8 +155,8 @@ def test_cache_ls_empty(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
 
 
 def test_show_recipe_names_given_weights(tmp_path: Path) -> None:
-    from robustness_harness.plan import recipe
-    from robustness_harness.spec import VariantSpec
+    from robustness_harness.run.plan import recipe
+    from robustness_harness.suite import VariantSpec
 
     (tmp_path / "c.safetensors").write_bytes(b"")
     spec = VariantSpec.model_validate(

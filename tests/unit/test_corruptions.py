@@ -22,9 +22,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-import robustness_harness.corruptions as hc
-from robustness_harness.cache import Cache
-from robustness_harness.corruptions import (
+import robustness_harness.perturb.corruptions as hc
+from robustness_harness.perturb.corruptions import (
     ALL,
     BENCHMARK,
     DETERMINISTIC,
@@ -39,7 +38,8 @@ from robustness_harness.corruptions import (
     family_of,
     resolve_corruptions,
 )
-from robustness_harness.spec.problems import SpecProblem
+from robustness_harness.store.cache import Cache
+from robustness_harness.suite.problems import SpecProblem
 
 SIZES = (32, 128)
 SEED_ARGUMENT = {"impulse_noise", "glass_blur"}
@@ -426,7 +426,7 @@ def test_pool_workers_are_forked_children_and_are_kept() -> None:
 
 WORKERS_AFTER_OPENCV = """
 import numpy as np, torch
-from robustness_harness.corruptions import corrupt_image, corrupt_many
+from robustness_harness.perturb.corruptions import corrupt_image, corrupt_many
 torch.ones(64, 64) @ torch.ones(64, 64)          # torch's thread pool is running
 img = np.random.default_rng(0).integers(0, 256, (128, 128, 3), dtype=np.uint8)
 corrupt_image(img, "motion_blur", 3, seed=0, image_id=0)   # so is OpenCV's

@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from robustness_harness.baselines import COMPARED_STAMPS, SnapshotRef
-from robustness_harness.checks import CheckOutcome
-from robustness_harness.decide import (
+from robustness_harness.errors import HarnessError
+from robustness_harness.metrics import METRICS
+from robustness_harness.run.decide import (
     Gate,
     GateMeasurements,
     Measurement,
@@ -22,10 +22,10 @@ from robustness_harness.decide import (
     per_run,
     uses_statistics,
 )
-from robustness_harness.errors import HarnessError
-from robustness_harness.metrics import METRICS
-from robustness_harness.spec import CheckSpec
+from robustness_harness.run.outcome import CheckOutcome
+from robustness_harness.run.snapshots import COMPARED_STAMPS, SnapshotRef
 from robustness_harness.stats import paired_bootstrap
+from robustness_harness.suite import CheckSpec
 
 GATE = Gate("s", "pruned", "c", "dense", file="s.yaml")
 STAMPS = {name: "1" for name in COMPARED_STAMPS}

@@ -15,12 +15,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from robustness_harness.contract import check_detector_outputs
 from robustness_harness.data.coco import CocoDetectionData
 from robustness_harness.data.labels import LabelSpace
 from robustness_harness.data.toydrive import generate_toydrive
 from robustness_harness.errors import HarnessError, ModelOutputError
-from robustness_harness.session import HarnessOptions, HarnessSession
+from robustness_harness.inference.output_contract import check_detector_outputs
+from robustness_harness.run.session import HarnessOptions, HarnessSession
 from robustness_harness_models.toydrive import WEIGHTS_FILE
 
 GAPPED_IDS = [1, 3, 4, 8, 10, 15]

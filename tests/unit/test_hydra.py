@@ -14,9 +14,9 @@ from robustness_harness.compress import METHODS, CompressContext, finalize_pruni
 from robustness_harness.compress.graph import prunable_layers, trace_plan
 from robustness_harness.compress.hydra import HydraParams, deeplift_scores, hydra, magnitude_scores
 from robustness_harness.compress.prune import effective_tensor
-from robustness_harness.data.classification import ClassificationData
+from robustness_harness.data.classification_sets import ClassificationData
 from robustness_harness.errors import HarnessError
-from robustness_harness.train.adversarial import AdversarialTraining
+from robustness_harness.train.adversarial_finetune import AdversarialTraining
 from robustness_harness_models.toydrive import build_toydrive_fcos
 from tests.unit import compress_helpers as h
 

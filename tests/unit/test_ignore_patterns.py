@@ -16,7 +16,7 @@ from robustness_harness.compress import METHODS
 from robustness_harness.compress.base import CompressContext
 from robustness_harness.compress.quantize import QuantizedPart, quantization_record
 from robustness_harness.errors import HarnessError
-from robustness_harness.input_contract import Contract, InputContract
+from robustness_harness.inference.input_contract import Contract, InputContract
 
 
 def _net() -> nn.Module:

@@ -11,7 +11,7 @@ from PIL import Image
 
 from robustness_harness.data.decoded import ENV_VAR, DecodedImages, budget_bytes
 from robustness_harness.errors import DataError, HarnessError
-from robustness_harness.evaluate import image_batches
+from robustness_harness.inference.evaluate import image_batches
 
 
 def _image(value: int, size: int = 8) -> np.ndarray:

@@ -154,7 +154,27 @@ def test_the_graph_sees_function_level_imports_and_skips_type_checking() -> None
     graph = import_graph()
     assert len(graph) > 50
     # session reads predictions through the package, measure names session only for types
-    assert f"{PACKAGE}.session" not in graph[f"{PACKAGE}.measure"]
+    assert f"{PACKAGE}.run.session" not in graph[f"{PACKAGE}.run.measure"]
+    # session runs each gate through measure
+    assert f"{PACKAGE}.run.measure" in graph[f"{PACKAGE}.run.session"]
     found = cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}})
     assert found == [["a", "b", "c"]]
     assert private_imports({"p.x": {"q._y"}, "q.z": {"q._y"}}) == ["p.x -> q._y"]
+
+
+FLAT_LIMIT = 6
+"""At most this many modules directly in the package; the rest live in layer packages."""
+SHARED_NAMES = {"__init__", "base"}
+"""File names allowed in several packages: each package's ``base`` says what its plug-in
+kind is (a metric, a compression method)."""
+
+
+def test_modules_live_in_layer_packages() -> None:
+    root = _root()
+    flat = sorted(p.stem for p in root.glob("*.py") if p.stem != "__init__")
+    assert len(flat) <= FLAT_LIMIT, f"{len(flat)} flat modules in {PACKAGE}: {flat}"
+    by_name: dict[str, list[str]] = {}
+    for path in sorted(root.rglob("*.py")):
+        by_name.setdefault(path.stem, []).append(str(path.relative_to(root)))
+    repeated = {n: ps for n, ps in by_name.items() if len(ps) > 1 and n not in SHARED_NAMES}
+    assert not repeated, f"one file name in several packages: {repeated}"

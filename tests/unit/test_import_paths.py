@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from robustness_harness.errors import HarnessError
-from robustness_harness.import_paths import factory_search_path, pytest_pythonpath
+from robustness_harness.inference.import_paths import factory_search_path, pytest_pythonpath
 from robustness_harness.user_code import import_factory
 
 INI_TEXTS = {

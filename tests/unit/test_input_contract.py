@@ -13,9 +13,13 @@ from torchvision import transforms as T
 
 from robustness_harness.data.transform import ImageTransform
 from robustness_harness.errors import HarnessError, ModelInputError, ModelOutputError, SpecError
-from robustness_harness.input_contract import Contract, DetectorInputContract, InputContract
-from robustness_harness.session import HarnessOptions, HarnessSession
-from robustness_harness.spec.loader import parse_suite
+from robustness_harness.inference.input_contract import (
+    Contract,
+    DetectorInputContract,
+    InputContract,
+)
+from robustness_harness.run.session import HarnessOptions, HarnessSession
+from robustness_harness.suite.loader import parse_suite
 from tests.real_models.coco import Picture, write_coco
 from tests.real_models.factories import tiny_classifier
 

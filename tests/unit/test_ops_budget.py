@@ -14,7 +14,7 @@ from torch import nn
 from robustness_harness.compress import METHODS, CompressContext
 from robustness_harness.compress.graph import make_pruner, remove_slots, trace_plan
 from robustness_harness.compress.masks import OpsBudgetParams, OpsModel, layer_macs, ops_budget
-from robustness_harness.data.classification import ClassificationData
+from robustness_harness.data.classification_sets import ClassificationData
 from robustness_harness.errors import HarnessError
 from robustness_harness_models.toydrive import build_toydrive_fcos
 from tests.unit import compress_helpers as h

@@ -23,8 +23,8 @@ from robustness_harness.compress.prune import (
     prunable_layers,
 )
 from robustness_harness.errors import HarnessError
-from robustness_harness.spec.problems import SpecProblem
-from robustness_harness.spec.schema import validate_params
+from robustness_harness.suite.problems import SpecProblem
+from robustness_harness.suite.schema import validate_params
 from robustness_harness_models.toydrive import build_toydrive_fcos
 from tests.unit.compress_helpers import assert_round_trip
 

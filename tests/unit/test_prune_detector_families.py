@@ -12,9 +12,9 @@ import torch
 import torchvision.models.detection as detection
 from torch import nn
 
-from robustness_harness.checkpoint import load_checkpoint, save_checkpoint
 from robustness_harness.compress import METHODS, CompressContext, finalize_pruning
 from robustness_harness.compress.prune import count_parameters
+from robustness_harness.store.checkpoint import load_checkpoint, save_checkpoint
 
 pytestmark = pytest.mark.slow
 

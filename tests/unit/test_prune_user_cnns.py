@@ -11,10 +11,10 @@ import pytest
 import torch
 from torch import nn
 
-from robustness_harness.checkpoint import load_checkpoint, save_checkpoint
 from robustness_harness.compress import METHODS, CompressContext, finalize_pruning
 from robustness_harness.compress.prune import count_parameters
 from robustness_harness.errors import HarnessError
+from robustness_harness.store.checkpoint import load_checkpoint, save_checkpoint
 
 SIZE = 12
 

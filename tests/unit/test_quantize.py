@@ -20,13 +20,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-import robustness_harness.session as session_module
-from robustness_harness.checkpoint import (
-    STRUCTURE_FILE,
-    WEIGHTS_FILE,
-    load_user_weights,
-    save_checkpoint,
-)
+import robustness_harness.run.session as session_module
 from robustness_harness.compress import CompressContext
 from robustness_harness.compress.prune import (
     GlobalMagnitudeParams,
@@ -45,17 +39,23 @@ from robustness_harness.compress.quantize import (
     quantized_weights,
     split_quantize_steps,
 )
-from robustness_harness.data.classification import ClassificationData
+from robustness_harness.data.classification_sets import ClassificationData
 from robustness_harness.data.coco import CocoDetectionData
 from robustness_harness.data.toydrive import generate_toydrive
 from robustness_harness.errors import HarnessError
 from robustness_harness.metrics.context import ModelContext
 from robustness_harness.metrics.size import size_measures
-from robustness_harness.session import HarnessOptions, HarnessSession
-from robustness_harness.spec import CompressStep
-from robustness_harness.spec.loader import parse_suite
-from robustness_harness.spec.problems import SpecProblem
-from robustness_harness.spec.schema import parse_step
+from robustness_harness.run.session import HarnessOptions, HarnessSession
+from robustness_harness.store.checkpoint import (
+    STRUCTURE_FILE,
+    WEIGHTS_FILE,
+    load_user_weights,
+    save_checkpoint,
+)
+from robustness_harness.suite import CompressStep
+from robustness_harness.suite.loader import parse_suite
+from robustness_harness.suite.problems import SpecProblem
+from robustness_harness.suite.schema import parse_step
 from robustness_harness_models.toydrive import WEIGHTS_FILE as TRAINED_FCOS
 from robustness_harness_models.toydrive import build_toydrive_fcos
 from tests.unit.compress_helpers import assert_round_trip, cnn, images, signs

@@ -14,7 +14,7 @@ from safetensors.torch import save_file
 
 from robustness_harness.compress.quantize import QuantizedPart
 from robustness_harness.data.builtin import toydrive_dataset
-from robustness_harness.session import HarnessOptions, HarnessSession
+from robustness_harness.run.session import HarnessOptions, HarnessSession
 from robustness_harness_models.torchvision_detectors import (
     fasterrcnn_mobilenet_v3_large_320_fpn,
     with_backbone_statistics,

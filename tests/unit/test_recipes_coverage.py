@@ -9,7 +9,7 @@ import typing
 from pathlib import Path
 
 from robustness_harness.compress import METHODS
-from robustness_harness.spec import load_suite
+from robustness_harness.suite import load_suite
 
 SUITES = sorted((Path(__file__).parents[2] / "suites").glob("*.yaml"))
 SHARED = {"ignore"}

@@ -15,9 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from robustness_harness.checks import GateStatistics
 from robustness_harness.errors import HarnessError
-from robustness_harness.report import (
+from robustness_harness.report.results import (
     SCHEMA_PATH,
     collection_record,
     error_message,
@@ -27,8 +26,9 @@ from robustness_harness.report import (
     skipped_record,
     write_report,
 )
-from robustness_harness.spec import CheckSpec
-from robustness_harness.spec.thresholds import Interval
+from robustness_harness.run.outcome import GateStatistics
+from robustness_harness.suite import CheckSpec
+from robustness_harness.suite.thresholds import Interval
 from robustness_harness_pytest.summary import render_summary
 from tests.unit.builders import ITEM_STAMPS as STAMPS
 from tests.unit.builders import decided_outcome

@@ -11,18 +11,23 @@ from typing import Any
 import pytest
 
 import robustness_harness
-from robustness_harness import report
 from robustness_harness.cli import main
 from robustness_harness.errors import HarnessError
-from robustness_harness.report import collection_record, gate_record, outcome_record, write_report
-from robustness_harness.results_file import (
+from robustness_harness.report import results as report
+from robustness_harness.report.compare import (
     SCHEMA_PATH,
     Results,
     compare_results,
     load_results,
     same_value,
 )
-from robustness_harness.spec import CheckSpec
+from robustness_harness.report.results import (
+    collection_record,
+    gate_record,
+    outcome_record,
+    write_report,
+)
+from robustness_harness.suite import CheckSpec
 from tests.unit.builders import ITEM_STAMPS, decided_outcome
 
 MAP_DROP = CheckSpec.model_validate({"metric": "map", "drop_max": 0.1})

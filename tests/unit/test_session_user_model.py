@@ -11,7 +11,7 @@ from safetensors.torch import load_file, save_file
 
 from robustness_harness.data.toydrive import generate_toydrive
 from robustness_harness.errors import HarnessError
-from robustness_harness.session import HarnessOptions, HarnessSession
+from robustness_harness.run.session import HarnessOptions, HarnessSession
 from robustness_harness_models.toydrive import WEIGHTS_FILE, build_toydrive_fcos
 
 FCOS_FACTORY = "robustness_harness_models.toydrive:build_toydrive_fcos"

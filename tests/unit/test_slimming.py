@@ -11,7 +11,7 @@ from torch import nn
 
 from robustness_harness.compress import METHODS, CompressContext, count_parameters
 from robustness_harness.compress.slimming import SlimmingParams, batch_norms, slimming
-from robustness_harness.data.classification import ClassificationData
+from robustness_harness.data.classification_sets import ClassificationData
 from robustness_harness.errors import HarnessError
 from robustness_harness_models.toydrive import build_toydrive_fcos
 from tests.unit import compress_helpers as h

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from robustness_harness.errors import HarnessError, SpecError, UnknownNameError
-from robustness_harness.spec import load_suite
+from robustness_harness.suite import load_suite
 
 BAD_DIR = Path(__file__).resolve().parents[1] / "bad_inputs" / "spec"
 BAD_FILES = sorted(BAD_DIR.glob("*.yaml"))

@@ -12,7 +12,7 @@ import typing
 from pydantic import BaseModel
 
 from robustness_harness.compress import METHODS
-from robustness_harness.spec.schema import SuiteSpec
+from robustness_harness.suite.schema import SuiteSpec
 
 KEYED = "keyed: "
 NO_ARTIFACT = "no artifact: "
@@ -137,7 +137,7 @@ def test_every_spec_field_is_keyed_or_explained() -> None:
     assert not missing, (
         f"suite fields {missing} are neither keyed nor explained: if a field changes a "
         "checkpoint, predictions, corrupted images or metric values, put it into that "
-        "artifact's cache key (harness/session.py checkpoint_key / prediction_key / "
+        "artifact's cache key (harness/run/session.py checkpoint_key / prediction_key / "
         "model_identity, or the data fingerprint), then list it in FIELDS of "
         f"{__file__} as 'keyed: <where>'; otherwise list it as 'no artifact: <reason>'"
     )

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from robustness_harness.errors import SpecError
-from robustness_harness.spec import Suite, canonical_json, load_suite, parse_suite
-from robustness_harness.spec.loader import DuplicateKeyError, UniqueKeyLoader
+from robustness_harness.suite import Suite, canonical_json, load_suite, parse_suite
+from robustness_harness.suite.loader import DuplicateKeyError, UniqueKeyLoader
 
 
 def test_load_suite_from_file(good_suite_text: str, tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from robustness_harness.errors import HarnessError, SpecError
-from robustness_harness.spec import (
+from robustness_harness.suite import (
     CheckSpec,
     CompressStep,
     FinetuneSpec,
@@ -18,8 +18,8 @@ from robustness_harness.spec import (
     VariantSpec,
     parse_suite,
 )
-from robustness_harness.spec.problems import SpecProblem
-from robustness_harness.spec.schema import NOT_YET_KEYS, parse_number
+from robustness_harness.suite.problems import SpecProblem
+from robustness_harness.suite.schema import NOT_YET_KEYS, parse_number
 from tests.unit.builders import MINIMAL_SUITE
 
 

@@ -8,16 +8,16 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from robustness_harness.checks import CheckOutcome, GateStatistics
 from robustness_harness.errors import HarnessError
-from robustness_harness.spec import Thresholds, decide
-from robustness_harness.spec.thresholds import Interval, Limit
+from robustness_harness.run.outcome import CheckOutcome, GateStatistics
 from robustness_harness.stats import (
     counts_from_indices,
     one_way_anova,
     paired_bootstrap,
     run_t_test,
 )
+from robustness_harness.suite import Thresholds, decide
+from robustness_harness.suite.thresholds import Interval, Limit
 
 DROP_MAX = Limit("drop", "drop_max", 0.05, True)
 
@@ -194,9 +194,9 @@ class _Labels:
 
 @pytest.mark.parametrize("name", ["accuracy", "per_class_accuracy", "ece", "flip_rate"])
 def test_recomputed_metrics_on_multisets_equal_duplicated_data(name: str) -> None:
+    from robustness_harness.inference.predictions import ClassPredictions
     from robustness_harness.metrics import METRICS
     from robustness_harness.metrics.resample import resampled_values
-    from robustness_harness.predictions import ClassPredictions
 
     rng = np.random.default_rng(3)
     ids = [5, 9, 12, 20, 31, 40]
@@ -225,7 +225,7 @@ def test_recomputed_metrics_on_multisets_equal_duplicated_data(name: str) -> Non
 # ------------------------------------------------------------------------ suite keys
 def test_statistics_keys_parse_with_the_real_metrics(tmp_path) -> None:
     from robustness_harness.errors import SpecError
-    from robustness_harness.spec import parse_suite
+    from robustness_harness.suite import parse_suite
 
     text = """
 suite: s

@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 import robustness_harness.compress  # noqa: F401  (registers the methods)
-from robustness_harness.checkpoint import load_checkpoint, save_checkpoint
 from robustness_harness.compress import METHODS
 from robustness_harness.compress.base import CompressContext
+from robustness_harness.store.checkpoint import load_checkpoint, save_checkpoint
 
 
 def _prelu_cnn() -> nn.Module:

@@ -24,7 +24,7 @@ from robustness_harness.compress.targeting import (
     task_forward,
 )
 from robustness_harness.errors import HarnessError
-from robustness_harness.session import HarnessOptions, HarnessSession
+from robustness_harness.run.session import HarnessOptions, HarnessSession
 
 
 class Cascade(nn.Module):
@@ -157,7 +157,7 @@ def _compress_nets(mtcnn: nn.Module, method: str, **params: Any) -> nn.Module:
 
 def _reloaded_boxes(model: nn.Module, dense: nn.Module, where: Path) -> torch.Tensor:
     """The boxes on the photo of ``model`` saved to and reloaded from ``where``."""
-    from robustness_harness.checkpoint import load_checkpoint, save_checkpoint
+    from robustness_harness.store.checkpoint import load_checkpoint, save_checkpoint
 
     save_checkpoint(model, where, meta={})
     with torch.no_grad():
@@ -310,8 +310,8 @@ def test_a_pattern_that_matches_nothing_is_one_line(project: Path) -> None:
 
 
 def test_the_plan_names_the_targeted_parts() -> None:
-    from robustness_harness.plan import recipe
-    from robustness_harness.spec import VariantSpec
+    from robustness_harness.run.plan import recipe
+    from robustness_harness.suite import VariantSpec
 
     spec = VariantSpec.model_validate(
         {"compress": [{"quantize": {"method": "ptq_int8", "modules": ["pnet", "rnet"]}}]}

@@ -11,8 +11,8 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from robustness_harness.errors import HarnessError
-from robustness_harness.spec import Decision, Thresholds, decide, reduce_per_class
-from robustness_harness.spec.thresholds import Interval, gated_quantities
+from robustness_harness.suite import Decision, Thresholds, decide, reduce_per_class
+from robustness_harness.suite.thresholds import Interval, gated_quantities
 
 NAN = math.nan
 

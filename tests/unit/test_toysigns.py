@@ -10,7 +10,7 @@ import pytest
 
 from robustness_harness.cli import main
 from robustness_harness.data.builtin import toysigns_dataset, toysigns_dir
-from robustness_harness.data.classification import ClassificationData
+from robustness_harness.data.classification_sets import ClassificationData
 from robustness_harness.data.toysigns import (
     FREQUENCY_ORDER,
     GENERATOR_VERSION,

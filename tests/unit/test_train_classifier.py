@@ -14,10 +14,10 @@ from safetensors.torch import load_file
 from torch import nn
 from torch.nn import functional as F
 
-from robustness_harness.cache import Cache
-from robustness_harness.data.classification import ClassificationData
+from robustness_harness.data.classification_sets import ClassificationData
 from robustness_harness.data.toysigns import TOYSIGNS_CLASSES, generate_toysigns
 from robustness_harness.errors import DataError
+from robustness_harness.store.cache import Cache
 from robustness_harness.train.classify import (
     load_classification_set,
     random_affine,

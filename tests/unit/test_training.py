@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from robustness_harness.data.builtin import toydrive_dataset
-from robustness_harness.evaluate import predict_detections
+from robustness_harness.inference.evaluate import predict_detections
 from robustness_harness.train.finetune import load_training_set, total_steps, train_detector
 from robustness_harness.train.samplers import ClassCounts, balancing, rfs_factors
 from robustness_harness_models.toydrive import RECIPE, build_toydrive_fcos
@@ -84,7 +84,7 @@ def test_predictions_use_category_ids_and_drop_background(tiny_toydrive) -> None
 
 
 def test_predictions_round_trip(tmp_path: Path, tiny_toydrive) -> None:
-    from robustness_harness.predictions import DetectionPredictions
+    from robustness_harness.inference.predictions import DetectionPredictions
 
     torch.manual_seed(0)
     preds = predict_detections(build_toydrive_fcos(), tiny_toydrive["val"], batch_size=8)
@@ -132,9 +132,9 @@ def test_rfs_on_detection_targets_repeats_images_with_rare_classes(tiny_toydrive
 
 
 def test_finetune_spec_maps_to_the_recipe() -> None:
-    from robustness_harness.session import _recipe
-    from robustness_harness.spec.schema import FinetuneSpec
-    from robustness_harness.train.adversarial import AdversarialTraining
+    from robustness_harness.run.session import _recipe
+    from robustness_harness.suite.schema import FinetuneSpec
+    from robustness_harness.train.adversarial_finetune import AdversarialTraining
 
     spec = FinetuneSpec.model_validate(
         {

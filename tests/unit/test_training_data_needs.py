@@ -11,8 +11,8 @@ import torch
 
 from robustness_harness.data.toydrive import generate_toydrive
 from robustness_harness.errors import HarnessError
-from robustness_harness.session import HarnessOptions, HarnessSession
-from robustness_harness.spec import load_suite
+from robustness_harness.run.session import HarnessOptions, HarnessSession
+from robustness_harness.suite import load_suite
 from robustness_harness_models.toydrive import build_toydrive_fcos
 
 

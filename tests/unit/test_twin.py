@@ -16,7 +16,6 @@ import torch
 from torch import nn
 
 import tests.unit.compress_helpers as h
-from robustness_harness.checkpoint import load_checkpoint, load_user_weights, save_checkpoint
 from robustness_harness.compress import CompressContext
 from robustness_harness.compress.quantize import (
     QuantizeParams,
@@ -25,10 +24,11 @@ from robustness_harness.compress.quantize import (
     ptq_int8,
     quantization_record,
 )
-from robustness_harness.data.classification import ClassificationData
+from robustness_harness.data.classification_sets import ClassificationData
 from robustness_harness.data.coco import CocoDetectionData
 from robustness_harness.data.toydrive import generate_toydrive
 from robustness_harness.errors import CheckpointError
+from robustness_harness.store.checkpoint import load_checkpoint, load_user_weights, save_checkpoint
 from robustness_harness_models.toydrive import WEIGHTS_FILE as TRAINED_FCOS
 from robustness_harness_models.toydrive import build_toydrive_fcos
 from tests.unit.compress_helpers import cnn, images

@@ -11,12 +11,12 @@ import pytest
 import torch
 from torch import nn
 
-import robustness_harness.session as session_module
+import robustness_harness.run.session as session_module
 from robustness_harness.compress import METHODS
 from robustness_harness.compress.base import MethodInfo
-from robustness_harness.dry_run import dry_run_steps
 from robustness_harness.errors import HarnessError
-from robustness_harness.session import HarnessOptions, HarnessSession
+from robustness_harness.run.dry_run import dry_run_steps
+from robustness_harness.run.session import HarnessOptions, HarnessSession
 from tests.unit.test_validate_deep import make_project, suite_file, validate
 
 BRANCHY = (

@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 import torch
 
-from robustness_harness.baselines import load_snapshot, record_snapshot
-from robustness_harness.cache import cache_key
-from robustness_harness.checks import CheckOutcome, CheckSkipped, GateStatistics
-from robustness_harness.decide import (
+from robustness_harness.errors import CheckError, HarnessError
+from robustness_harness.inference.predictions import Predictions
+from robustness_harness.metrics import METRICS, MetricInfo, MetricResult
+from robustness_harness.metrics.context import CorruptionGrid, ModelContext
+from robustness_harness.run.decide import (
     Gate,
     GateMeasurements,
     Measurement,
@@ -35,16 +36,15 @@ from robustness_harness.decide import (
     per_run,
     uses_statistics,
 )
-from robustness_harness.errors import CheckError, HarnessError
-from robustness_harness.metrics import METRICS, MetricInfo, MetricResult
-from robustness_harness.metrics.context import CorruptionGrid, ModelContext
-from robustness_harness.predictions import Predictions
-from robustness_harness.spec import CheckSpec, Suite, Thresholds
-from robustness_harness.spec.loader import canonical_json
-from robustness_harness.versions import stamps
+from robustness_harness.run.outcome import CheckOutcome, CheckSkipped, GateStatistics
+from robustness_harness.run.snapshots import load_snapshot, record_snapshot
+from robustness_harness.store.cache import cache_key
+from robustness_harness.store.versions import stamps
+from robustness_harness.suite import CheckSpec, Suite, Thresholds
+from robustness_harness.suite.loader import canonical_json
 
 if TYPE_CHECKING:
-    from robustness_harness.session import HarnessSession
+    from robustness_harness.run.session import HarnessSession
     from robustness_harness.stats import Anova, BootstrapResult
 
 Job = tuple[str, int]
@@ -301,7 +301,7 @@ def corrupted_predictions(
     Corrupted images come from the cache (generated in parallel on first use), one
     corruption at a time so memory stays bounded.
     """
-    from robustness_harness.corruptions import corrupted_sets
+    from robustness_harness.perturb.corruptions import corrupted_sets
 
     keys = {job: session.prediction_key(suite, variant, data, job) for job in jobs}
     missing = [job for job in jobs if session.cached_predictions(keys[job]) is None]
@@ -329,7 +329,7 @@ def corruption_grid(
 ) -> CorruptionGrid:
     """Clean and corrupted main scores (mAP or accuracy) of ``variant``; a non-baseline
     variant's grid carries the baseline's grid for corruption errors."""
-    from robustness_harness.corruptions import family_of
+    from robustness_harness.perturb.corruptions import family_of
 
     memo_key = ("grid", suite.path, variant, data.fingerprint, tuple(jobs))
     if memo_key in session.memo:

@@ -45,8 +45,8 @@ import numpy as np
 from robustness_harness.errors import CheckError
 
 if TYPE_CHECKING:
-    from robustness_harness.cache import Cache
-    from robustness_harness.spec.problems import SpecProblem
+    from robustness_harness.store.cache import Cache
+    from robustness_harness.suite.problems import SpecProblem
 
 __all__ = [
     "ALL",
@@ -201,7 +201,7 @@ def check_severities(severities: int | Iterable[int]) -> list[int]:
 def _problem(
     message: str, *, hint: str, loc: tuple[int, ...] = (), unknown: bool = False
 ) -> SpecProblem:
-    from robustness_harness.spec.problems import SpecProblem  # imports torch: not at module level
+    from robustness_harness.suite.problems import SpecProblem  # imports torch: not at module level
 
     return SpecProblem(message, hint=hint, loc=loc, unknown=unknown)
 
@@ -612,7 +612,7 @@ def corrupted_sets(
 
 
 def _set_key(fingerprint: str, ids: list[int], job: Job, seed: int) -> str:
-    from robustness_harness.cache import cache_key
+    from robustness_harness.store.cache import cache_key
 
     name, sev = job
     version = imagecorruptions_version()

@@ -19,14 +19,14 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from robustness_harness.errors import HarnessError, SpecError
-from robustness_harness.spec.problems import (
+from robustness_harness.suite.problems import (
     Loc,
     SpecProblem,
     describe_input,
     dotted,
     problem_from_pydantic,
 )
-from robustness_harness.spec.schema import SuiteSpec
+from robustness_harness.suite.schema import SuiteSpec
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 

@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from robustness_harness.baselines import SnapshotRef, judge_snapshot
-from robustness_harness.checks import CheckOutcome, GateStatistics
 from robustness_harness.errors import HarnessError
 from robustness_harness.metrics.base import MetricInfo, Resampled
-from robustness_harness.spec import CheckSpec, Decision, Thresholds, decide, reduce_per_class
-from robustness_harness.spec.thresholds import (
+from robustness_harness.run.outcome import CheckOutcome, GateStatistics
+from robustness_harness.run.snapshots import SnapshotRef, judge_snapshot
+from robustness_harness.suite import CheckSpec, Decision, Thresholds, decide, reduce_per_class
+from robustness_harness.suite.thresholds import (
     Interval,
     baseline_error,
     gated_quantities,

@@ -7,9 +7,9 @@
 - ``pgd``: ``steps`` projected signed-gradient steps from a random start (Madry et al.;
   default ``alpha`` ε/4, 10 steps).
 
-The perturbations come from ``robustness_harness.attacks``: torchattacks PGD on the cross-entropy
-for classifiers, and the same L∞ PGD on the sum of the detector's training losses that
-``pgd_map`` evaluates with. Each batch's random start is seeded from
+The perturbations come from ``robustness_harness.perturb.attacks``: torchattacks PGD on
+the cross-entropy for classifiers, and the same L∞ PGD on the sum of the detector's
+training losses that ``pgd_map`` evaluates with. Each batch's random start is seeded from
 ``(recipe seed, step)``; the attack never changes a parameter or a running statistic.
 """
 
@@ -22,7 +22,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from robustness_harness.attacks import attack_classifier, attack_detector, validate_attack_params
+from robustness_harness.perturb.attacks import (
+    attack_classifier,
+    attack_detector,
+    validate_attack_params,
+)
 
 ADVERSARIAL_METHODS = ("fgsm", "pgd")
 

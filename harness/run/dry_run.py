@@ -21,7 +21,7 @@ from torch import nn
 from robustness_harness.compress.base import CompressContext
 from robustness_harness.compress.targeting import FORWARD, apply_to_modules, task_forward
 from robustness_harness.errors import HarnessError
-from robustness_harness.input_contract import inner_model
+from robustness_harness.inference.input_contract import inner_model
 from robustness_harness.registry import METHODS
 
 OTHER_METHOD_HINT = (

@@ -15,9 +15,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from robustness_harness.data.classification import ClassificationData
+from robustness_harness.data.classification_sets import ClassificationData
 from robustness_harness.data.coco import CocoDetectionData
-from robustness_harness.evaluate import predict_classes, predict_detections
+from robustness_harness.inference.evaluate import predict_classes, predict_detections
 from robustness_harness.train.finetune import (
     Regularizer,
     TrainRecipe,

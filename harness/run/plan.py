@@ -9,12 +9,12 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from robustness_harness.baselines import read_snapshot, snapshot_path
-from robustness_harness.cache import Cache, Entry
 from robustness_harness.data.generated import no_generation
 from robustness_harness.errors import HarnessError
-from robustness_harness.session import HarnessSession
-from robustness_harness.spec import CheckSpec, Suite, Thresholds, VariantSpec
+from robustness_harness.run.session import HarnessSession
+from robustness_harness.run.snapshots import read_snapshot, snapshot_path
+from robustness_harness.store.cache import Cache, Entry
+from robustness_harness.suite import CheckSpec, Suite, Thresholds, VariantSpec
 
 
 class NotBuilt(HarnessError):

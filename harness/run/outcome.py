@@ -8,8 +8,8 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from robustness_harness.spec import Decision, Thresholds
-from robustness_harness.spec.thresholds import Interval
+from robustness_harness.suite import Decision, Thresholds
+from robustness_harness.suite.thresholds import Interval
 
 if TYPE_CHECKING:
     from robustness_harness.stats import Anova, RunTest

@@ -1,7 +1,7 @@
 """Suite files: typed schema, YAML loader, thresholds and pass/fail decisions."""
 
-from robustness_harness.spec.loader import Suite, canonical_json, load_suite, parse_suite
-from robustness_harness.spec.schema import (
+from robustness_harness.suite.loader import Suite, canonical_json, load_suite, parse_suite
+from robustness_harness.suite.schema import (
     CheckSpec,
     CompressStep,
     DataSpec,
@@ -11,7 +11,7 @@ from robustness_harness.spec.schema import (
     SuiteSpec,
     VariantSpec,
 )
-from robustness_harness.spec.thresholds import Decision, Thresholds, decide, reduce_per_class
+from robustness_harness.suite.thresholds import Decision, Thresholds, decide, reduce_per_class
 
 __all__ = [
     "CheckSpec",

@@ -20,7 +20,7 @@ from torch import nn
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
 from robustness_harness.errors import CheckError
-from robustness_harness.evaluate import first_line
+from robustness_harness.inference.evaluate import first_line
 
 ClassifierAttack = Literal["pgd", "fgsm"]
 

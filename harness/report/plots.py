@@ -18,7 +18,7 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from robustness_harness.checks import metric_label
+from robustness_harness.run.outcome import metric_label
 
 Record = dict[str, Any]
 Figures = list[tuple[str, bytes]]

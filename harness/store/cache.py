@@ -49,7 +49,7 @@ _CHUNK = 1 << 20
 _NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.=+-]{0,199}")
 _SCRATCH_RE = re.compile(r"\.(?:tmp|trash)-(?P<key>.+)-(?P<pid>\d+)-[0-9a-f]{8}")
 _FIX = "pass --harness-cache DIR or set HARNESS_CACHE=DIR to a writable directory"
-_log = logging.getLogger("robustness_harness.cache")
+_log = logging.getLogger("robustness_harness.store.cache")
 
 
 # --------------------------------------------------------------------------- keys
@@ -263,7 +263,7 @@ class Cache:
     """A content-addressed store of entries ``<root>/<kind>/<key>/``.
 
     ``on_event`` receives one-line human messages about rebuilds (default: a warning on
-    the ``robustness_harness.cache`` logger). ``lock_timeout`` bounds the wait for another
+    the ``robustness_harness.store.cache`` logger). ``lock_timeout`` bounds the wait for another
     process's build (``None``: wait as long as it takes).
     """
 

@@ -23,7 +23,7 @@ from jsonschema import Draft202012Validator, ValidationError
 from robustness_harness.errors import HarnessError
 
 SCHEMA_PATH = Path(__file__).with_name("results.schema.json")
-"""The schema ``robustness_harness.report`` writes to (its ``SCHEMA_PATH``)."""
+"""The schema ``robustness_harness.report.results`` writes to (its ``SCHEMA_PATH``)."""
 KINDS = ("regressed", "fixed", "changed", "same", "added", "removed")
 """A compared gate's classification, in the order of the summary line."""
 REL_TOL = 1e-12

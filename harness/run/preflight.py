@@ -18,8 +18,8 @@ from PIL import Image
 from torch import nn
 
 from robustness_harness.errors import HarnessError
-from robustness_harness.session import HarnessSession
-from robustness_harness.spec import Suite
+from robustness_harness.run.session import HarnessSession
+from robustness_harness.suite import Suite
 
 BATCH_IMAGES = 2
 """Images in the one batch run through the base model."""

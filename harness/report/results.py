@@ -1,5 +1,5 @@
 """Run reports: ``results.json`` (every gate's numbers, decision and stamps) and a
-self-contained ``report.html`` with the plots of ``robustness_harness.plots`` inlined as PNGs.
+self-contained ``report.html`` (``robustness_harness.report.html``).
 
 Records are plain JSON values (NaN becomes null) so that they travel from xdist
 workers to the controller inside pytest reports; ``write_report`` runs once, at the end.
@@ -8,28 +8,28 @@ workers to the controller inside pytest reports; ``write_report`` runs once, at 
 
 from __future__ import annotations
 
-import base64
 import datetime as _dt
-import html
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from robustness_harness.baselines import with_tolerance
-from robustness_harness.cache import atomic_write_json, atomic_write_text
-from robustness_harness.checks import CheckOutcome
 from robustness_harness.errors import HarnessError
-from robustness_harness.versions import git_commit, stamps
+from robustness_harness.report.counts import (
+    PYTEST_CATEGORIES,
+    STATUSES,
+    describe_counts,
+    pytest_counts,
+)
+from robustness_harness.report.html import render_html
+from robustness_harness.run.outcome import CheckOutcome
+from robustness_harness.run.snapshots import with_tolerance
+from robustness_harness.store.cache import atomic_write_json, atomic_write_text
+from robustness_harness.store.versions import git_commit, stamps
 
 FORMAT = 1
 SCHEMA_PATH = Path(__file__).with_name("results.schema.json")
-STATUSES = ("passed", "failed", "error", "skipped")
-"""A gate's ``status``: ``error`` when it could not be measured (an exception, a variant
-that failed to build, a suite file that failed to load, an error in setup/teardown)."""
-PYTEST_CATEGORIES = ("passed", "failed", "error", "skipped")
-"""pytest's own counts (``error`` is its setup/teardown/collection errors); results.json's
-``counts`` equal pytest's summary line."""
+__all__ = ["PYTEST_CATEGORIES", "STATUSES", "describe_counts", "pytest_counts"]
 
 
 def jsonable(obj: Any) -> Any:
@@ -170,37 +170,6 @@ def error_line(text: str) -> str:
     return one_line(next((line for line in text.splitlines() if line.strip()), ""))
 
 
-def pytest_counts(records: Iterable[Mapping[str, Any]]) -> dict[str, int]:
-    """How many tests pytest counts in each category (``passed``, ``failed``, ``error``,
-    ``skipped``, ...) for ``records``: their ``outcomes``, one per pytest report that
-    counted (a gate that passed and then errored in teardown counts twice, as pytest
-    does). A record without ``outcomes`` counts once: an error in ``call`` as ``failed``
-    (pytest's word for an exception in a test), other errors as ``error``."""
-    counts = dict.fromkeys(PYTEST_CATEGORIES, 0)
-    for record in records:
-        for outcome in record.get("outcomes") or [_default_outcome(record)]:
-            counts[outcome] = counts.get(outcome, 0) + 1
-    return counts
-
-
-def _default_outcome(record: Mapping[str, Any]) -> str:
-    status = str(record.get("status"))
-    if status == "error" and record.get("phase", "call") == "call":
-        return "failed"
-    return status
-
-
-def describe_counts(counts: Mapping[str, int], *, zeros: bool = True) -> str:
-    """``2 passed, 1 failed, 3 errors, 0 skipped`` (pytest's words); ``zeros=False``
-    leaves out empty categories, as pytest's own summary line does."""
-    parts = [
-        f"{n} {'errors' if word == 'error' and n != 1 else word}"
-        for word, n in counts.items()
-        if n or zeros
-    ]
-    return ", ".join(parts) or "nothing"
-
-
 def _ci(outcome: CheckOutcome) -> dict[str, dict[str, float]] | None:
     """The confidence intervals of a check with ``confidence:``, per gated quantity
     (``value``, ``drop``, ...): ``{"drop": {"low", "high", "confidence"}}``."""
@@ -259,91 +228,3 @@ def write_report(
 
 def _now() -> str:
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-
-
-# -- HTML ---------------------------------------------------------------------------------
-_CSS = """
-body{font-family:system-ui,sans-serif;margin:24px;color:#222;background:#fff}
-table{border-collapse:collapse;font-size:13px;margin-bottom:20px}
-th,td{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}
-th{background:#f0f0f0} td.num{text-align:right;font-variant-numeric:tabular-nums}
-.passed{background:#d9f2d9}.failed{background:#f8d0d0}.skipped{background:#eee}
-.error{background:#f4a259;font-weight:bold}
-figure{display:inline-block;margin:8px;vertical-align:top}
-figcaption{font-size:12px;color:#555;max-width:640px} img{max-width:100%}
-pre{margin:0;white-space:pre-wrap;font-size:12px}
-"""
-
-_COLUMNS = ("suite", "variant", "check", "value", "baseline", "snapshot", "thresholds", "CI")
-
-
-def render_html(doc: Mapping[str, Any]) -> str:
-    """A self-contained page: stamps, summary, the results table and every plot."""
-    from robustness_harness.plots import all_figures
-
-    items = doc["items"]
-    s = doc["summary"]
-    esc = html.escape
-    stamp_text = ", ".join(f"{k} {v}" for k, v in doc["stamps"].items())
-    parts = [
-        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
-        "<title>robustness-harness report</title>",
-        f"<style>{_CSS}</style></head><body>",
-        "<h1>robustness-harness report</h1>",
-        f"<p>{esc(doc['finished'])} · {esc(stamp_text)}</p>",
-        f"<p><b>{s['total']}</b> gates: {esc(describe_counts({k: s[k] for k in STATUSES}))}"
-        f" (as pytest counts them: {esc(describe_counts(doc['counts'], zeros=False))})</p>",
-        _table(items),
-        "<h2>Plots</h2>",
-    ]
-    figures = all_figures(items)
-    for title, png in figures:
-        data = base64.b64encode(png).decode("ascii")
-        parts.append(
-            f"<figure><img alt='{esc(title, quote=True)}' src='data:image/png;base64,{data}'>"
-            f"<figcaption>{esc(title)}</figcaption></figure>"
-        )
-    if not figures:
-        parts.append(
-            "<p>No check produced plot data (per-class values, corruption grids, "
-            "calibration bins or latency samples).</p>"
-        )
-    parts.append("</body></html>")
-    return "\n".join(parts)
-
-
-def _table(items: Iterable[Mapping[str, Any]]) -> str:
-    head = "".join(f"<th>{c}</th>" for c in (*_COLUMNS, "result", "time (s)", "message"))
-    rows = [f"<table><tr>{head}</tr>"]
-    for r in items:
-        status = r.get("status", "")
-        snap = r.get("snapshot") or {}
-        ci = r.get("ci") or {}
-        cells = [
-            r["suite"],
-            r.get("variant") or "",
-            r.get("check") or "",
-            _num(r.get("value")),
-            _num(r.get("baseline_value")),
-            "recorded" if snap.get("recorded") else _num(snap.get("value")),
-            r.get("threshold_text", ""),
-            "; ".join(f"{q} [{_num(i['low'])}, {_num(i['high'])}]" for q, i in ci.items()),
-        ]
-        tds = "".join(
-            f"<td class='num'>{html.escape(c)}</td>"
-            if 3 <= i <= 5
-            else f"<td>{html.escape(c)}</td>"
-            for i, c in enumerate(cells)
-        )
-        message = "" if status == "passed" else r.get("message") or r.get("skip_reason", "")
-        rows.append(
-            f"<tr>{tds}<td class='{status}'>{status.upper()}</td>"
-            f"<td class='num'>{_num(r.get('duration_s'), 2)}</td>"
-            f"<td><pre>{html.escape(message or '')}</pre></td></tr>"
-        )
-    rows.append("</table>")
-    return "\n".join(rows)
-
-
-def _num(x: Any, digits: int = 4) -> str:
-    return "" if x is None else f"{x:.{digits}f}" if isinstance(x, float) else str(x)

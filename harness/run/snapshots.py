@@ -27,14 +27,14 @@ from typing import TYPE_CHECKING, Any
 
 from filelock import FileLock
 
-from robustness_harness.cache import atomic_write_json
 from robustness_harness.errors import HarnessError
-from robustness_harness.spec import Suite
-from robustness_harness.spec.thresholds import REL_TOL
-from robustness_harness.versions import git_commit, stamps
+from robustness_harness.store.cache import atomic_write_json
+from robustness_harness.store.versions import git_commit, stamps
+from robustness_harness.suite import Suite
+from robustness_harness.suite.thresholds import REL_TOL
 
 if TYPE_CHECKING:
-    from robustness_harness.session import HarnessSession
+    from robustness_harness.run.session import HarnessSession
 
 FORMAT = 1
 COMPARED_STAMPS = ("harness", "torch", "torchvision", "pycocotools", "device", "data")

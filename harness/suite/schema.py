@@ -37,10 +37,10 @@ from robustness_harness.compress.base import MethodInfo
 from robustness_harness.data.labels import LabelKind
 from robustness_harness.data.transform import ImageTransform
 from robustness_harness.errors import HarnessError
-from robustness_harness.input_contract import NORMALIZATIONS, Contract
+from robustness_harness.inference.input_contract import NORMALIZATIONS, Contract
 from robustness_harness.metrics.base import MetricInfo
 from robustness_harness.registry import DATASETS, METHODS, METRICS, MODELS, Registry, did_you_mean
-from robustness_harness.spec.problems import (
+from robustness_harness.suite.problems import (
     NUMBER_HINT,
     Loc,
     SpecProblem,
@@ -48,8 +48,8 @@ from robustness_harness.spec.problems import (
     problem_from_pydantic,
     unknown_key,
 )
-from robustness_harness.spec.thresholds import DECIDE_MODES, REDUCTIONS
-from robustness_harness.train import adversarial, augment, samplers
+from robustness_harness.suite.thresholds import DECIDE_MODES, REDUCTIONS
+from robustness_harness.train import adversarial_finetune, augment, samplers
 from robustness_harness.user_code import as_model_entry
 
 # --------------------------------------------------------------------------------------
@@ -233,7 +233,7 @@ class NormalizeSpec(_Spec):
 
 class InputSpec(_Spec):
     """``model.input``: the conversion from [0, 1] RGB at data resolution that the model
-    expects, done by a module in front of it (``robustness_harness.input_contract``)."""
+    expects, done by a module in front of it (``robustness_harness.inference.input_contract``)."""
 
     normalize: str | NormalizeSpec | None = None
     grayscale: bool = False
@@ -639,8 +639,9 @@ class CompressStep(BaseModel):
 class AdversarialSpec(_Spec):
     """``adversarial:`` of a fine-tune: train on FGSM (random init) or PGD batches.
 
-    ``alpha``/``steps`` None take ``robustness_harness.train.adversarial``'s defaults (FGSM: 1.25 ε,
-    one step; PGD: ε/4, 10 steps). A bare method name (``adversarial: fgsm``) is allowed.
+    ``alpha``/``steps`` None take ``robustness_harness.train.adversarial_finetune``'s
+    defaults (FGSM: 1.25 ε, one step; PGD: ε/4, 10 steps). A bare method name
+    (``adversarial: fgsm``) is allowed.
     """
 
     method: Literal["fgsm", "pgd"]
@@ -660,7 +661,7 @@ class AdversarialSpec(_Spec):
     @field_validator("method", mode="before")
     @classmethod
     def _method(cls, value: object) -> object:
-        return check_choice("adversarial", "method", value, adversarial.ADVERSARIAL_METHODS)
+        return check_choice("adversarial", "method", value, adversarial_finetune.ADVERSARIAL_METHODS)
 
     @model_validator(mode="after")
     def _one_fgsm_step(self) -> AdversarialSpec:
@@ -900,7 +901,9 @@ class CheckSpec(_Spec):
                 hint="write benchmark, all, a family (noise, blur, weather, digital, extra) "
                 "or a list of corruption names",
             )
-        from robustness_harness.corruptions import resolve_corruptions  # imports imagecorruptions
+        from robustness_harness.perturb.corruptions import (
+            resolve_corruptions,  # imports imagecorruptions
+        )
 
         return resolve_corruptions(value)
 
@@ -909,7 +912,7 @@ class CheckSpec(_Spec):
     def _severities(cls, value: object) -> object:
         if value is None:
             return None
-        from robustness_harness.corruptions import check_severities
+        from robustness_harness.perturb.corruptions import check_severities
 
         return check_severities(value if isinstance(value, list) else [value])
 

@@ -19,10 +19,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from robustness_harness import measure
-from robustness_harness.cache import Cache, cache_key, sha256_file
-from robustness_harness.checkpoint import load_checkpoint, load_user_weights, save_checkpoint
-from robustness_harness.checks import CheckOutcome
 from robustness_harness.compress import finalize_pruning
 from robustness_harness.compress.base import CompressContext
 from robustness_harness.compress.prune import count_parameters
@@ -33,17 +29,22 @@ from robustness_harness.compress.quantize import (
     split_quantize_steps,
 )
 from robustness_harness.compress.targeting import FORWARD, apply_to_modules, task_forward
-from robustness_harness.data.classification import ClassificationData
+from robustness_harness.data.classification_sets import ClassificationData
 from robustness_harness.data.coco import CocoDetectionData
-from robustness_harness.dry_run import dry_run_steps
 from robustness_harness.errors import HarnessError, ModelOutputError
-from robustness_harness.input_contract import inner_model, wrap
-from robustness_harness.predictions import Predictions, load_predictions
+from robustness_harness.inference.input_contract import inner_model, wrap
+from robustness_harness.inference.predictions import Predictions, load_predictions
 from robustness_harness.registry import DATASETS, METHODS, MODELS
-from robustness_harness.sources import source_digest, source_roots
-from robustness_harness.spec import FinetuneSpec, ModelSpec, Suite, load_suite
-from robustness_harness.spec.loader import canonical_json
-from robustness_harness.tasks import TASKS, TaskOps
+from robustness_harness.run import measure
+from robustness_harness.run.dry_run import dry_run_steps
+from robustness_harness.run.outcome import CheckOutcome
+from robustness_harness.run.tasks import TASKS, TaskOps
+from robustness_harness.store.cache import Cache, cache_key, sha256_file
+from robustness_harness.store.checkpoint import load_checkpoint, load_user_weights, save_checkpoint
+from robustness_harness.store.sources import source_digest, source_roots
+from robustness_harness.store.versions import stamps
+from robustness_harness.suite import FinetuneSpec, ModelSpec, Suite, load_suite
+from robustness_harness.suite.loader import canonical_json
 from robustness_harness.train.finetune import TrainRecipe
 from robustness_harness.user_code import (
     PretrainContext,
@@ -53,7 +54,6 @@ from robustness_harness.user_code import (
     import_factory,
     user_path,
 )
-from robustness_harness.versions import stamps
 
 
 @dataclass(frozen=True)
@@ -429,7 +429,7 @@ class HarnessSession:
 
     def dry_run(self, suite: Suite, variant: str) -> None:
         """``variant``'s compression steps on a copy of its start model, without training
-        (``robustness_harness.dry_run``): an unsupported (architecture × method) pair is
+        (``robustness_harness.run.dry_run``): an unsupported (architecture × method) pair is
         one ``HarnessError`` in seconds. Once per variant and session."""
         key = self.checkpoint_key(suite, variant)
         if key in self._dry_runs:

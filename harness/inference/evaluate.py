@@ -12,11 +12,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from robustness_harness.contract import check_detector_outputs
 from robustness_harness.data.labels import NO_CATEGORY, LabelSpace
 from robustness_harness.errors import ModelInputError, ModelOutputError
-from robustness_harness.input_contract import first_detector_outputs, stack_images
-from robustness_harness.predictions import ClassPredictions, DetectionPredictions, Detections
+from robustness_harness.inference.input_contract import first_detector_outputs, stack_images
+from robustness_harness.inference.output_contract import check_detector_outputs
+from robustness_harness.inference.predictions import (
+    ClassPredictions,
+    DetectionPredictions,
+    Detections,
+)
 
 
 class LabelledImages(Protocol):
