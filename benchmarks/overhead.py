@@ -6,7 +6,7 @@ The shipped toydrive-fcos on the toydrive validation split, 2 threads, CPU. "har
 ``predict_detections`` (reads each image, the next batch in a background thread,
 converts it, batches, ``inference_mode``, maps labels to category ids, builds
 ``Detections``) as on every variant after the first, with the decoded images in the
-process's memory (``robustness_harness.data.decoded``); "harness first pass" forgets them before
+dataset's memory (``CocoDetectionData.decoded_images``); "harness first pass" forgets them before
 each call, so every PNG is decoded again, as for the first variant; "bare" is
 ``model(images)`` over the same images already decoded into tensors, in the same
 batches, under ``inference_mode``.
@@ -26,7 +26,6 @@ from collections.abc import Callable
 import torch
 from common import toydrive_val, trained_toydrive_fcos
 
-from robustness_harness.data import decoded
 from robustness_harness.inference.evaluate import predict_detections
 
 
@@ -56,7 +55,7 @@ def main() -> None:
     cl_model = trained_toydrive_fcos().to(memory_format=torch.channels_last)
 
     def first_pass() -> object:
-        decoded.shared().clear()  # every file decoded again, as for the first variant
+        data.decoded_images().clear()  # every file decoded again, as for the first variant
         return predict_detections(model, data, batch_size=args.batch)
 
     calls: dict[str, Callable[[], object]] = {

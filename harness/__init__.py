@@ -3,6 +3,9 @@
 The public names load lazily, so ``import robustness_harness.errors`` stays cheap::
 
     from robustness_harness import metric, MetricResult, HarnessSession
+    # what a metric author receives: DetectionPredictions, ClassPredictions, CocoTargets,
+    # CocoDetectionData, ClassificationData, ModelContext, CorruptionGrid, and the
+    # parameter types PositiveInt, Probability, ...
     from robustness_harness import load_results, compare_results  # read results.json back
 """
 
@@ -20,6 +23,20 @@ _PUBLIC = {
     "MetricResult": "robustness_harness.metrics.base",
     "METRICS": "robustness_harness.metrics",
     "ModelContext": "robustness_harness.metrics.context",
+    "MetricInfo": "robustness_harness.metrics.base",
+    "RECOMPUTE": "robustness_harness.metrics.base",
+    "NonNegative": "robustness_harness.metrics.base",
+    "Positive": "robustness_harness.metrics.base",
+    "PositiveInt": "robustness_harness.metrics.base",
+    "Count": "robustness_harness.metrics.base",
+    "Percentile": "robustness_harness.metrics.base",
+    "Probability": "robustness_harness.metrics.base",
+    "DetectionPredictions": "robustness_harness.inference.predictions",
+    "ClassPredictions": "robustness_harness.inference.predictions",
+    "Detections": "robustness_harness.inference.predictions",
+    "CocoTargets": "robustness_harness.metrics.detection",
+    "CocoDetectionData": "robustness_harness.data.coco",
+    "ClassificationData": "robustness_harness.data.classification_sets",
     "CorruptionGrid": "robustness_harness.metrics.context",
     "compression_method": "robustness_harness.registry",
     "CompressContext": "robustness_harness.compress.base",

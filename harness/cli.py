@@ -174,6 +174,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 1 if args.fail_on_regression and comparison.regressed else 0
 
 
+def cmd_report_merge(args: argparse.Namespace) -> int:
+    """Merge the reports of the jobs of one sharded run into one results.json and
+    report.html."""
+    from robustness_harness.report.merge import merge_reports
+
+    results, page, gates = merge_reports(args.reports, Path(args.out))
+    print(f"merged {len(args.reports)} jobs: {gates} gates → {results}, {page}")
+    return 0
+
+
 _COMPARE_COLUMNS = ("gate", "metric", "status", "value", "delta", "change")
 
 
@@ -260,6 +270,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit 1 when a gate passed in A and failed or errored in B, or is missing from B",
     )
     compare.set_defaults(fn=cmd_compare)
+    report = sub.add_parser("report", help="work with --harness-report outputs")
+    report_sub = report.add_subparsers(dest="report_command", required=True)
+    merge = report_sub.add_parser(
+        "merge",
+        help="join the reports of the jobs of one sharded run (--harness-shard K/N)",
+    )
+    merge.add_argument(
+        "reports",
+        nargs="+",
+        metavar="DIR",
+        help="a job's --harness-report dir or results.json",
+    )
+    merge.add_argument("-o", "--out", required=True, help="directory for the merged report")
+    merge.set_defaults(fn=cmd_report_merge)
     return parser
 
 

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from robustness_harness.errors import UnknownNameError
+from robustness_harness.errors import HarnessError, UnknownNameError
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -147,7 +147,7 @@ def register_metric(
     task: Task = "any",
     higher_is_better: bool = True,
     per_class: bool = False,
-    inputs: Inputs = "predictions",
+    inputs: Inputs | None = None,
     cacheable: bool = True,
     compares: bool = False,
     resample: Resampler | str | None = None,
@@ -158,21 +158,40 @@ def register_metric(
     >>> @register_metric("person_miss_rate", task="detection", higher_is_better=False)
     ... def person_miss_rate(preds, targets, *, iou=0.5, score=0.3) -> float: ...
 
-    Keyword-only parameters become check keys (validated by their type hints, e.g.
-    ``PositiveInt``). ``compares=True`` marks a model metric whose value already compares
-    the variant with the baseline (``pair`` metrics always do). ``resample`` enables
-    ``confidence:`` (bootstrap over images): ``RECOMPUTE`` (classification data) or a
-    ``Resampler`` that evaluates many image multisets at once. ``paired`` (model metrics)
-    measures candidate and baseline together when a check's thresholds compare them
-    (see ``PairedFn``); without it each variant is measured on its own. The types are in
-    ``robustness_harness.metrics.base``.
+    The positional parameters name the inputs the metric takes (``MetricInputs``:
+    ``preds``, ``baseline_preds``, ``data``/``targets``, ``ctx``, ``grid``, or ``inputs``
+    whole), which also gives its kind (``inputs=`` is needed only with ``inputs`` whole,
+    default ``predictions``). Keyword-only parameters become check keys (validated by
+    their type hints, e.g. ``PositiveInt``). ``compares=True`` marks a model metric whose
+    value already compares the variant with the baseline (``pair`` metrics always do).
+    ``resample`` enables ``confidence:`` (bootstrap over images): ``RECOMPUTE``
+    (classification data) or a ``Resampler`` that evaluates many image multisets at once.
+    ``paired`` (model metrics) measures candidate and baseline together when a check's
+    thresholds compare them (see ``PairedFn``); without it each variant is measured on its
+    own. The types are in ``robustness_harness.metrics.base``.
     """
 
     def wrap(fn: MetricFn) -> MetricFn:
         # imported on use: the metric types' package registers the built-in metrics first
         # (so a user metric clashing with one is an error) and imports this module
-        from robustness_harness.metrics.base import MetricInfo
+        from robustness_harness.metrics.base import MetricInfo, kind_of, unknown_inputs
 
+        for part, f in (("metric", fn), ("resample", resample), ("paired", paired)):
+            bad = unknown_inputs(f) if callable(f) and not isinstance(f, str) else []
+            if bad:
+                raise HarnessError(
+                    f"metric '{name}': {part} function parameter '{bad[0]}' names no input",
+                    field="register_metric",
+                    hint="name inputs preds, baseline_preds, data (or targets), ctx, grid "
+                    "or inputs; make check parameters keyword-only (after *)",
+                )
+        kind = kind_of(fn)
+        if inputs is not None and kind is not None and inputs != kind:
+            raise HarnessError(
+                f"metric '{name}': inputs='{inputs}' but its parameters make it a {kind} metric",
+                field="register_metric",
+                hint="leave inputs= out: the parameters the function names give its kind",
+            )
         doc = inspect.getdoc(fn) or ""
         METRICS.register(
             name,
@@ -183,7 +202,7 @@ def register_metric(
                 higher_is_better=higher_is_better,
                 per_class=per_class,
                 description=doc.splitlines()[0] if doc else "",
-                inputs=inputs,
+                inputs=inputs or kind or "predictions",
                 cacheable=cacheable,
                 compares=compares,
                 resample=resample,
@@ -208,10 +227,16 @@ def _same_function(name: str, fn: MetricFn) -> bool:
 def register_compression(
     kind: StepKind,
     name: str,
-    params: type[BaseModel],
+    params: type[BaseModel] | None = None,
     uses: DataUse | Callable[[Any], DataUse | None] | None = None,
 ) -> Callable[[CompressFn], CompressFn]:
-    """Register ``fn(model, params, ctx) -> model`` as ``{kind: {method: name, ...}}``.
+    """Register a compression method as ``{kind: {method: name, ...}}``.
+
+    Its parameters are declared as a metric's are: keyword-only parameters with type hints
+    (``fn(model, ctx, *, sparsity: Probability = 0.5) -> model``), validated when a suite
+    loads and passed as keyword arguments. Parameters that need cross-field validation
+    can instead be a pydantic model, ``params=Model``; then ``fn(model, params, ctx)``
+    receives the validated model (the built-in methods do this).
 
     ``uses`` says which data the step reads: ``"train"``, ``"calibration"``, or a function
     of the step's params giving one of them or None (suites are checked for that data at
@@ -222,9 +247,13 @@ def register_compression(
 
     def wrap(fn: CompressFn) -> CompressFn:
         # imported on use, as in ``register_metric``: the built-in methods register first
-        from robustness_harness.compress.base import MethodInfo
+        from robustness_harness.compress.base import MethodInfo, keyword_params_model
 
-        METHODS.register(name, MethodInfo(kind=kind, name=name, fn=fn, params=params, uses=use_of))
+        model = params if params is not None else keyword_params_model(fn, name)
+        info = MethodInfo(
+            kind=kind, name=name, fn=fn, params=model, uses=use_of, keywords=params is None
+        )
+        METHODS.register(name, info)
         return fn
 
     return wrap

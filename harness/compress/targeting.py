@@ -68,7 +68,7 @@ def apply_to_modules(
     patterns), each with its own recorded example inputs: a prune method's results replace
     the originals; a quantize method gets all parts at once (``PARTS``)."""
     if not patterns:
-        return info.fn(model, params, ctx)
+        return info.apply(model, params, ctx)
     forward = ctx.extras.get(FORWARD)
     if forward is None:
         raise HarnessError(
@@ -85,9 +85,11 @@ def apply_to_modules(
     )
     if info.kind == "quantize":
         parts = {wrapper_prefix(model) + name: inputs[name] for name in names}
-        return info.fn(model, params, replace(ctx, extras={**ctx.extras, PARTS: parts}))
+        return info.apply(model, params, replace(ctx, extras={**ctx.extras, PARTS: parts}))
     for name in names:
-        part = info.fn(root.get_submodule(name), params, replace(ctx, example_inputs=inputs[name]))
+        part = info.apply(
+            root.get_submodule(name), params, replace(ctx, example_inputs=inputs[name])
+        )
         root.set_submodule(name, part)
     return model
 

@@ -19,13 +19,18 @@ from robustness_harness.data.generated import SPLITS
 from robustness_harness.data.toydrive import GENERATOR_VERSION, generate_toydrive
 
 
+def _versioned_dir(root: Path, name: str, version: str, params: dict[str, int]) -> Path:
+    """``root/<name>-v<version>-<digest>``: one directory per generator version and params."""
+    digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:10]
+    return Path(root) / f"{name}-v{version}-{digest}"
+
+
 def toydrive_dir(
     root: Path, *, seed: int = 0, n_train: int = 2000, n_val: int = 400, image_size: int = 128
 ) -> Path:
     """Where ``toydrive_dataset`` keeps the data for these parameters under ``root``."""
     params = {"seed": seed, "n_train": n_train, "n_val": n_val, "image_size": image_size}
-    digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:10]
-    return Path(root) / f"toydrive-v{GENERATOR_VERSION}-{digest}"
+    return _versioned_dir(root, "toydrive", GENERATOR_VERSION, params)
 
 
 def toydrive_dataset(
@@ -42,8 +47,7 @@ def toysigns_dir(
 ) -> Path:
     """Where ``toysigns_dataset`` keeps the data for these parameters under ``root``."""
     params = {"seed": seed, "n_train": n_train, "n_val": n_val, "image_size": image_size}
-    digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:10]
-    return Path(root) / f"toysigns-v{toysigns.GENERATOR_VERSION}-{digest}"
+    return _versioned_dir(root, "toysigns", toysigns.GENERATOR_VERSION, params)
 
 
 def toysigns_dataset(

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from robustness_harness.data.coco import CocoDetectionData
+from robustness_harness.data.decoded import DecodedImages
 from robustness_harness.data.transform import ImageTransform
 from robustness_harness.errors import DataError
 
@@ -35,6 +36,10 @@ class ClassificationData:
         self.categories = coco.categories
         self.class_names = coco.category_names
         self._labels = {i: self._label_of_image(i) for i in self.image_ids}
+
+    def keep_decoded_in(self, memory: DecodedImages) -> None:
+        """Decode into ``memory`` from now on (see ``CocoDetectionData.keep_decoded_in``)."""
+        self.coco.keep_decoded_in(memory)
 
     @classmethod
     def load(cls, images_dir: str | Path, annotations: str | Path) -> ClassificationData:

@@ -13,7 +13,7 @@ import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -22,8 +22,13 @@ from PIL import Image, UnidentifiedImageError
 from robustness_harness.data import decoded
 from robustness_harness.data.labels import LabelKind, LabelSpace
 from robustness_harness.errors import DataError
+from robustness_harness.store.json_files import parse_json
 
 _FIX_JSON = "fix the JSON syntax at that position (a COCO file is one JSON object)"
+
+
+DECODED_KEY = "decoded_images"
+"""The ``derived`` key of a dataset's decoded-image memory."""
 
 
 class CocoDetectionData:
@@ -46,6 +51,7 @@ class CocoDetectionData:
         sidecar: dict[str, dict[str, Any]],
         image_index: dict[int, int],
         labels: LabelKind = "index",
+        derived: dict[str, Any] | None = None,
     ) -> None:
         self.images_dir = images_dir
         self.annotations_file = annotations_file
@@ -60,6 +66,10 @@ class CocoDetectionData:
         self.label_space = LabelSpace.of(labels, self._label_of)
         """The labels of ``target`` and of the model's outputs (``model.labels``)."""
         self._fingerprint: str | None = None
+        self.derived: dict[str, Any] = {} if derived is None else derived
+        """What other layers compute from these images and annotations and keep (decoded
+        training items, COCO indexes and evaluations), shared by this dataset's views and
+        subsets and dropped with them; keys say what and include content fingerprints."""
 
     # -- loading --------------------------------------------------------------------
     @classmethod
@@ -108,6 +118,7 @@ class CocoDetectionData:
             sidecar=self._sidecar,
             image_index=self._image_index,
             labels=labels or self.label_space.kind,
+            derived=self.derived,
         )
 
     # -- labels ---------------------------------------------------------------------
@@ -169,12 +180,23 @@ class CocoDetectionData:
         """Where the image file of ``image_id`` is (``images_dir / file_name``)."""
         return self.images_dir / str(self.image_info(image_id)["file_name"])
 
+    def decoded_images(self) -> decoded.DecodedImages:
+        """The memory of decoded images this dataset and its views read through: the one
+        ``keep_decoded_in`` gave (a session gives all its datasets one), else their own."""
+        return cast(
+            decoded.DecodedImages, self.derived.setdefault(DECODED_KEY, decoded.DecodedImages())
+        )
+
+    def keep_decoded_in(self, memory: decoded.DecodedImages) -> None:
+        """Decode into ``memory`` from now on (this dataset and its views)."""
+        self.derived[DECODED_KEY] = memory
+
     def load_image(self, image_id: int) -> np.ndarray:
         """The image as a uint8 ``H x W x 3`` RGB array."""
         path = self.image_path(image_id)
         field = f"images[{self._image_index[int(image_id)]}].file_name"
         try:
-            return decoded.shared().get(path, _decode_rgb)  # a writable copy
+            return self.decoded_images().get(path, _decode_rgb)  # a writable copy
         except FileNotFoundError:
             raise DataError(
                 f"image file of image id {image_id} is missing",
@@ -399,15 +421,7 @@ def _read_json(path: Path) -> dict[str, Any]:
             field="annotations",
             hint="make it a readable UTF-8 JSON file",
         ) from None
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataError(
-            f"not valid JSON: {exc.msg}",
-            file=path,
-            field=f"line {exc.lineno} column {exc.colno}",
-            hint=_FIX_JSON,
-        ) from None
+    doc = _parse_json(text, path)
     if not isinstance(doc, dict):
         raise DataError(
             f"the top level is a {type(doc).__name__}, not a mapping",
@@ -458,19 +472,31 @@ def _int_field(item: dict[str, Any], name: str, where: str, path: Path) -> int:
     return value
 
 
+_ENTRY_NOUNS = {"images": "image", "categories": "category", "annotations": "annotation"}
+
+
+def _unique_id(item: dict[str, Any], key: str, i: int, seen: dict[int, int], path: Path) -> int:
+    """The integer ``id`` of ``doc[key][i]``; raises if an earlier entry has it, else
+    records it in ``seen`` (id → position)."""
+    where, noun = f"{key}[{i}]", _ENTRY_NOUNS[key]
+    item_id = _int_field(item, "id", where, path)
+    if item_id in seen:
+        raise DataError(
+            f"duplicate {noun} id {item_id} (also {key}[{seen[item_id]}])",
+            file=path,
+            field=f"{where}.id",
+            hint=f"give every {noun} a unique id",
+        )
+    seen[item_id] = i
+    return item_id
+
+
 def _check_images(doc: dict[str, Any], path: Path) -> tuple[list[dict[str, Any]], dict[int, int]]:
     index: dict[int, int] = {}
     images = []
     for i in range(len(doc["images"])):
         img = _entry(doc, "images", i, path)
-        image_id = _int_field(img, "id", f"images[{i}]", path)
-        if image_id in index:
-            raise DataError(
-                f"duplicate image id {image_id} (also images[{index[image_id]}])",
-                file=path,
-                field=f"images[{i}].id",
-                hint="give every image a unique id",
-            )
+        _unique_id(img, "images", i, index, path)
         name = img.get("file_name")
         if not isinstance(name, str) or not name:
             raise DataError(
@@ -479,7 +505,6 @@ def _check_images(doc: dict[str, Any], path: Path) -> tuple[list[dict[str, Any]]
                 field=f"images[{i}].file_name",
                 hint="give the image path relative to the images directory",
             )
-        index[image_id] = i
         images.append(img)
     return images, index
 
@@ -489,14 +514,7 @@ def _check_categories(doc: dict[str, Any], path: Path) -> dict[int, dict[str, An
     positions: dict[int, int] = {}
     for i in range(len(doc["categories"])):
         cat = _entry(doc, "categories", i, path)
-        cat_id = _int_field(cat, "id", f"categories[{i}]", path)
-        if cat_id in categories:
-            raise DataError(
-                f"duplicate category id {cat_id} (also categories[{positions[cat_id]}])",
-                file=path,
-                field=f"categories[{i}].id",
-                hint="give every category a unique id",
-            )
+        cat_id = _unique_id(cat, "categories", i, positions, path)
         if not isinstance(cat.get("name"), str):
             raise DataError(
                 "'name' is missing or not a string",
@@ -505,7 +523,6 @@ def _check_categories(doc: dict[str, Any], path: Path) -> dict[int, dict[str, An
                 hint="give every category a name",
             )
         categories[cat_id] = cat
-        positions[cat_id] = i
     if not categories:
         raise DataError(
             "there are no categories",
@@ -585,15 +602,7 @@ def _check_annotations(
             )
         _check_bbox(ann, where, path)
         if "id" in ann:
-            ann_id = _int_field(ann, "id", where, path)
-            if ann_id in seen_ids:
-                raise DataError(
-                    f"duplicate annotation id {ann_id} (also annotations[{seen_ids[ann_id]}])",
-                    file=path,
-                    field=f"{where}.id",
-                    hint="give every annotation a unique id",
-                )
-            seen_ids[ann_id] = i
+            _unique_id(ann, "annotations", i, seen_ids, path)
         else:
             missing_id.append(ann)
         ann.setdefault("iscrowd", 0)
@@ -630,15 +639,13 @@ def _read_sidecar(annotations: Path) -> dict[str, dict[str, Any]]:
 
 def _read_json_any(path: Path) -> Any:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DataError(
-            f"not valid JSON: {exc.msg}",
-            file=path,
-            field=f"line {exc.lineno} column {exc.colno}",
-            hint=_FIX_JSON,
-        ) from None
+        text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(
             f"file cannot be read ({exc})", file=path, field="(file)", hint="make it readable JSON"
         ) from None
+    return _parse_json(text, path)
+
+
+def _parse_json(text: str, path: Path) -> Any:
+    return parse_json(text, path, DataError, invalid="not valid JSON", hint=_FIX_JSON)

@@ -87,14 +87,3 @@ class DecodedImages:
     def nbytes(self) -> int:
         """Bytes held now."""
         return self._bytes
-
-
-_shared: DecodedImages | None = None
-
-
-def shared() -> DecodedImages:
-    """The process-wide memory (created on first use, budget from the environment)."""
-    global _shared
-    if _shared is None:
-        _shared = DecodedImages()
-    return _shared

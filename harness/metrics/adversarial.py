@@ -19,6 +19,7 @@ from torch import nn
 from robustness_harness.inference.evaluate import to_detections
 from robustness_harness.inference.predictions import DetectionPredictions, Detections
 from robustness_harness.metrics.base import MetricResult, NonNegative, Positive, PositiveInt
+from robustness_harness.metrics.coco_memo import coco_memo
 from robustness_harness.metrics.context import ModelContext
 from robustness_harness.metrics.detection import coco_evaluate
 from robustness_harness.perturb.attacks import (
@@ -159,7 +160,9 @@ def _detect(
 def _coco_map(data: Any, by_image: dict[int, Detections], ids: list[int]) -> float:
     """COCO AP@[.5:.95] (the ``map`` metric) on ``ids``; NaN without ground truth."""
     value = float(
-        coco_evaluate(data.coco_gt(), DetectionPredictions(by_image), image_ids=ids).stats[0]
+        coco_evaluate(
+            data.coco_gt(), DetectionPredictions(by_image), image_ids=ids, memo=coco_memo(data)
+        ).stats[0]
     )
     return math.nan if value == -1 else value
 

@@ -18,7 +18,6 @@ import contextlib
 import importlib
 import io
 import os
-from collections import OrderedDict
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -27,6 +26,7 @@ import numpy as np
 
 from robustness_harness.errors import HarnessError
 from robustness_harness.inference.predictions import DetectionPredictions
+from robustness_harness.metrics.coco_memo import CocoMemo
 
 ENV_VAR = "HARNESS_COCO_BACKEND"
 REFERENCE = "pycocotools"
@@ -51,9 +51,6 @@ _MODULES: dict[str, tuple[str, str, str, str]] = {
 }
 BACKEND_NAMES = tuple(_MODULES)
 
-_GT_MEMO_SIZE = 4
-_GT_MEMO: OrderedDict[tuple[str, str], Any] = OrderedDict()
-
 
 @dataclass(frozen=True)
 class CocoBackend:
@@ -67,20 +64,20 @@ class CocoBackend:
     def is_reference(self) -> bool:
         return self.name == REFERENCE
 
-    def ground_truth(self, dataset: dict[str, Any], fingerprint: str) -> Any:
-        """A ``COCO`` of the (normalised) ``dataset``; fast backends reuse it per fingerprint."""
-        memo_key = (self.name, fingerprint)
-        if not self.is_reference and memo_key in _GT_MEMO:
-            _GT_MEMO.move_to_end(memo_key)
-            return _GT_MEMO[memo_key]
+    def ground_truth(
+        self, dataset: dict[str, Any], fingerprint: str, memo: CocoMemo | None = None
+    ) -> Any:
+        """A ``COCO`` of the (normalised) ``dataset``; fast backends reuse it per
+        fingerprint in ``memo``, the reference (pycocotools) builds it on every call."""
+        if memo is None or self.is_reference:
+            return self._index(dataset)
+        return memo.indexes.get_or_make((self.name, fingerprint), lambda: self._index(dataset))
+
+    def _index(self, dataset: dict[str, Any]) -> Any:
         with contextlib.redirect_stdout(io.StringIO()):
             coco_gt = self.coco_cls()
             coco_gt.dataset = dataset
             coco_gt.createIndex()
-        if not self.is_reference:
-            _GT_MEMO[memo_key] = coco_gt
-            while len(_GT_MEMO) > _GT_MEMO_SIZE:
-                _GT_MEMO.popitem(last=False)
         return coco_gt
 
     def evaluate(
@@ -150,8 +147,3 @@ def _load(name: str) -> CocoBackend:
             hint=f"pip install {package}, or set {ENV_VAR}={REFERENCE}",
         ) from None
     return CocoBackend(name, coco_cls, cocoeval_cls)
-
-
-def clear_gt_memo() -> None:
-    """Forget the ground-truth ``COCO`` objects kept by fast backends."""
-    _GT_MEMO.clear()

@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -43,10 +42,9 @@ from robustness_harness.metrics.coco_format import (
     gt_fingerprint,
     normalize_gt,
 )
+from robustness_harness.metrics.coco_memo import CocoMemo, coco_memo
 
 _EPS = np.spacing(1)
-_MEMO_SIZE = 4
-_MEMO: OrderedDict[tuple[str, str, tuple[int, ...]], CocoPool] = OrderedDict()
 
 
 @dataclass(frozen=True)
@@ -314,32 +312,33 @@ def _mean_defined(s: np.ndarray) -> float:
 
 
 def evaluate_pool(
-    gt: dict[str, Any], preds: DetectionPredictions, image_ids: Sequence[int]
+    gt: dict[str, Any],
+    preds: DetectionPredictions,
+    image_ids: Sequence[int],
+    memo: CocoMemo | None = None,
 ) -> CocoPool:
     """``COCOeval.evaluate()`` of ``preds`` on ``image_ids`` (validated and normalised as
-    ``coco_evaluate`` does), kept as a ``CocoPool``; memoized."""
+    ``coco_evaluate`` does), kept as a ``CocoPool``; with a ``memo``, kept there."""
     gt_fp, canonical = gt_fingerprint(gt)
     img_key = tuple(sorted({int(i) for i in image_ids}))
-    key = (gt_fp, preds.fingerprint, img_key)
-    if key in _MEMO:
-        _MEMO.move_to_end(key)
-        return _MEMO[key]
-    dataset = normalize_gt(json.loads(canonical or canonical_gt_json(gt)))
-    ev = bbox_eval(dataset, preds, img_key)
-    with contextlib.redirect_stdout(io.StringIO()):
-        ev.evaluate()
-    coco_gt = ev.cocoGt
-    pool = CocoPool(ev, [str(coco_gt.cats[c].get("name", c)) for c in ev.params.catIds])
-    _MEMO[key] = pool
-    while len(_MEMO) > _MEMO_SIZE:
-        _MEMO.popitem(last=False)
-    return pool
+
+    def evaluate() -> CocoPool:
+        dataset = normalize_gt(json.loads(canonical or canonical_gt_json(gt)))
+        ev = bbox_eval(dataset, preds, img_key)
+        with contextlib.redirect_stdout(io.StringIO()):
+            ev.evaluate()
+        coco_gt = ev.cocoGt
+        return CocoPool(ev, [str(coco_gt.cats[c].get("name", c)) for c in ev.params.catIds])
+
+    if memo is None:
+        return evaluate()
+    return memo.pools.get_or_make((gt_fp, preds.fingerprint, img_key), evaluate)
 
 
 def _pool_for(preds: DetectionPredictions, targets: Any) -> tuple[CocoPool, np.ndarray]:
     """The pool of ``targets``' images and the column order mapping data order → pool."""
     ids = [int(i) for i in targets.image_ids]
-    pool = evaluate_pool(targets.coco_gt(), preds.subset(ids), ids)
+    pool = evaluate_pool(targets.coco_gt(), preds.subset(ids), ids, coco_memo(targets))
     position = {i: j for j, i in enumerate(ids)}
     return pool, np.array([position[i] for i in pool.image_ids], np.int64)
 

@@ -23,7 +23,6 @@ import contextlib
 import io
 import json
 import math
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -44,12 +43,9 @@ from robustness_harness.metrics.coco_format import (
     normalize_gt,
     results_coco,
 )
+from robustness_harness.metrics.coco_memo import CocoMemo, coco_memo
 from robustness_harness.metrics.coco_resample import per_class_resampler, summary_resampler
 from robustness_harness.registry import register_metric
-
-_MEMO_SIZE = 8
-_MEMO: OrderedDict[tuple[str, str, str, tuple[int, ...] | None], CocoEvalResult] = OrderedDict()
-_GT_MEMO: OrderedDict[str, dict[str, Any]] = OrderedDict()
 
 
 def coco_evaluate(
@@ -58,6 +54,7 @@ def coco_evaluate(
     *,
     image_ids: Sequence[int] | None = None,
     backend: str | None = None,
+    memo: CocoMemo | None = None,
 ) -> CocoEvalResult:
     """Run ``COCOeval(gt, results, "bbox")`` with default parameters.
 
@@ -66,43 +63,34 @@ def coco_evaluate(
     ``preds.to_coco_results()`` in that order. ``backend`` names the engine (default
     ``$HARNESS_COCO_BACKEND``, else ultrafast; all give pycocotools' numbers). Raises
     ``DataError`` for predictions on images or categories absent from ``gt``, non-finite
-    values, or malformed ``gt``. Results are memoized per (backend, gt content,
-    predictions, image ids).
+    values, or malformed ``gt``. With a ``memo`` (``coco_memo(targets)``), results are
+    kept per (backend, gt content, predictions, image ids).
     """
     engine = get_backend(backend)
     gt_fp, canonical = gt_fingerprint(gt)
     img_key = None if image_ids is None else tuple(sorted({int(i) for i in image_ids}))
-    key = (engine.name, gt_fp, preds.fingerprint, img_key)
-    if key in _MEMO:
-        _MEMO.move_to_end(key)
-        return _MEMO[key]
-    dataset = _dataset(gt, gt_fp, canonical, reuse=not engine.is_reference)
-    check_image_ids(img_key, dataset)
-    rows = check_predictions(preds, dataset)
-    result = _run_cocoeval(engine, dataset, gt_fp, preds, rows, img_key)
-    _MEMO[key] = result
-    while len(_MEMO) > _MEMO_SIZE:
-        _MEMO.popitem(last=False)
-    return result
+
+    def evaluate() -> CocoEvalResult:
+        reuse = memo if not engine.is_reference else None
+        dataset = _dataset(gt, gt_fp, canonical, reuse)
+        check_image_ids(img_key, dataset)
+        rows = check_predictions(preds, dataset)
+        return _run_cocoeval(engine, dataset, gt_fp, preds, rows, img_key, reuse)
+
+    if memo is None:
+        return evaluate()
+    return memo.evaluations.get_or_make((engine.name, gt_fp, preds.fingerprint, img_key), evaluate)
 
 
-def clear_memo() -> None:
-    """Forget memoized evaluations and normalised ground truth."""
-    _MEMO.clear()
-    _GT_MEMO.clear()
+def _dataset(
+    gt: dict[str, Any], fp: str, canonical: str | None, memo: CocoMemo | None
+) -> dict[str, Any]:
+    """The normalised private copy of ``gt``; with a ``memo``, one per fingerprint."""
 
+    def normalized() -> dict[str, Any]:
+        return normalize_gt(json.loads(canonical or canonical_gt_json(gt)))
 
-def _dataset(gt: dict[str, Any], fp: str, canonical: str | None, *, reuse: bool) -> dict[str, Any]:
-    """The normalised private copy of ``gt``; with ``reuse``, one per fingerprint."""
-    if reuse and fp in _GT_MEMO:
-        _GT_MEMO.move_to_end(fp)
-        return _GT_MEMO[fp]
-    dataset = normalize_gt(json.loads(canonical or canonical_gt_json(gt)))
-    if reuse:
-        _GT_MEMO[fp] = dataset
-        while len(_GT_MEMO) > _MEMO_SIZE:
-            _GT_MEMO.popitem(last=False)
-    return dataset
+    return normalized() if memo is None else memo.ground_truth.get_or_make(fp, normalized)
 
 
 # ---------------------------------------------------------------------- COCOeval
@@ -115,13 +103,14 @@ def _run_cocoeval(
     preds: DetectionPredictions,
     rows: np.ndarray,
     img_key: tuple[int, ...] | None,
+    memo: CocoMemo | None = None,
 ) -> CocoEvalResult:
     """``COCOeval(...).evaluate(); accumulate(); summarize()`` on ``engine``.
 
     pycocotools gets dict results (``results_coco`` when there are none, which
     ``loadRes`` rejects); fast backends get ``rows``, the array form of the same results.
     """
-    coco_gt = engine.ground_truth(dataset, gt_fp)
+    coco_gt = engine.ground_truth(dataset, gt_fp, memo)
     with contextlib.redirect_stdout(io.StringIO()):
         if engine.is_reference:
             results = preds.to_coco_results()
@@ -159,7 +148,9 @@ def evaluate_targets(
     fingerprint = getattr(targets, "fingerprint", None)
     if isinstance(fingerprint, str) and GT_FINGERPRINT_KEY not in gt:
         gt = {**gt, GT_FINGERPRINT_KEY: f"targets:{fingerprint}"}
-    return coco_evaluate(gt, preds, image_ids=list(targets.image_ids), backend=backend)
+    return coco_evaluate(
+        gt, preds, image_ids=list(targets.image_ids), backend=backend, memo=coco_memo(targets)
+    )
 
 
 def _stat(preds: DetectionPredictions, targets: CocoTargets, index: int) -> float:

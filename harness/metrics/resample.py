@@ -7,13 +7,14 @@ registered metric: its own ``Resampler`` (e.g. COCO mAP, ``coco_resample``) or, 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
 import numpy as np
 
 from robustness_harness.errors import HarnessError
-from robustness_harness.metrics.base import RECOMPUTE, MetricInfo, Resampled
+from robustness_harness.metrics.base import RECOMPUTE, MetricInfo, MetricInputs, Resampled
 
 
 class ImageMultiset:
@@ -38,9 +39,9 @@ class ImageMultiset:
 
 
 def resampled_values(
-    info: MetricInfo, task: str, inputs: tuple[Any, ...], params: dict[str, Any]
+    info: MetricInfo, task: str, inputs: MetricInputs, params: dict[str, Any]
 ) -> Resampled:
-    """``values(counts)`` of metric ``info`` on ``inputs`` (the last one is the data).
+    """``values(counts)`` of metric ``info`` on ``inputs`` (counts over ``inputs.data``).
 
     Raises ``HarnessError`` if the metric cannot be resampled for ``task``.
     """
@@ -51,13 +52,16 @@ def resampled_values(
             hint="remove confidence from the check",
         )
     if info.resample != RECOMPUTE:
-        return info.resample(*inputs, **params)  # type: ignore[operator]
-    *head, data = inputs
+        return info.prepare_resampling(inputs, **params)
+    data = inputs.data
     ids = np.asarray(data.image_ids)
 
     def values(counts: np.ndarray) -> np.ndarray | dict[str, np.ndarray]:
         out = [
-            info(*head, ImageMultiset(data, np.repeat(ids, row).tolist()), **params).value
+            info(
+                dataclasses.replace(inputs, data=ImageMultiset(data, np.repeat(ids, row).tolist())),
+                **params,
+            ).value
             for row in counts
         ]
         return stack_values(out)

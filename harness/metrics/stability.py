@@ -98,14 +98,16 @@ def _object_flips(
 
 # -- per-class accuracy and confidence ----------------------------------------------------
 
+_CLASS_PAIR: dict[str, Any] = {
+    "task": "classification",
+    "inputs": "pair",
+    "higher_is_better": False,
+    "resample": RECOMPUTE,
+}
+"""How the per-class pair metrics below are registered."""
 
-@register_metric(
-    "class_accuracy_delta",
-    task="classification",
-    inputs="pair",
-    higher_is_better=False,
-    resample=RECOMPUTE,
-)
+
+@register_metric("class_accuracy_delta", **_CLASS_PAIR)
 def class_accuracy_delta(
     preds: ClassPredictions, baseline_preds: ClassPredictions, data: ClassTargets
 ) -> MetricResult:
@@ -125,13 +127,7 @@ def class_accuracy_delta(
     return MetricResult(deltas[worst], details, note)
 
 
-@register_metric(
-    "confidence_shift",
-    task="classification",
-    inputs="pair",
-    higher_is_better=False,
-    resample=RECOMPUTE,
-)
+@register_metric("confidence_shift", **_CLASS_PAIR)
 def confidence_shift(
     preds: ClassPredictions, baseline_preds: ClassPredictions, data: ClassTargets
 ) -> MetricResult:

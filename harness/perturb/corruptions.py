@@ -4,7 +4,8 @@ Every corrupted image is a pure function of (image, corruption, severity, seed, 
 :func:`corrupt_image` seeds numpy's global RNG (which the library draws from) with
 :func:`corruption_seed` and restores the caller's numpy and ``random`` states afterwards.
 :func:`corrupt_many` spreads the work over processes; :func:`corrupted_sets` stores each
-(corruption, severity) set in the cache as one safetensors file. DESIGN.md section 4.
+(corruption, severity) set in the cache as one safetensors file of PNG-compressed images
+(lossless), read back one image at a time (``StoredImages``). DESIGN.md section 4.
 
 Behaviour of imagecorruptions 1.1.5 that this module accounts for:
 
@@ -28,12 +29,13 @@ import concurrent.futures as cf
 import contextlib
 import functools
 import hashlib
+import io
 import json
 import multiprocessing
 import os
 import random
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,7 +105,8 @@ _GROUPS = {"benchmark": BENCHMARK, "all": ALL, **FAMILIES}
 _MIN_SIDE = 32
 _SEV_HINT = "write severities such as [1, 2, 3, 4, 5] or [3]"
 _FILE = "images.safetensors"
-_FORMAT = 1  # bump when the stored images would change (post-processing, seeding)
+_FORMAT = 2  # bump when the stored images would change (post-processing, seeding, encoding)
+_PNG_LEVEL = 1  # zlib level: most of the size gain of level 6 at a fraction of its time
 _CHUNK_UNITS = 32  # (corruption, severity, image) units per pool task
 _IN_FLIGHT_PER_WORKER = 4
 _RNG_LOCK = threading.Lock()
@@ -570,7 +573,7 @@ def corrupted_images(
     seed: int,
     workers: int | None = None,
     progress: Callable[[str], None] | None = None,
-) -> Images:
+) -> Mapping[int, np.ndarray]:
     """``{image id: corrupted image}`` of ``data`` for one corruption, from the cache."""
     sets = corrupted_sets(
         cache, data, [(name, severity)], seed=seed, workers=workers, progress=progress
@@ -586,28 +589,30 @@ def corrupted_sets(
     seed: int,
     workers: int | None = None,
     progress: Callable[[str], None] | None = None,
-) -> dict[Job, Images]:
-    """``{(corruption, severity): {image id: image}}``; missing sets are generated in one
-    parallel pass (:func:`corrupt_many`) and stored as cache entries of kind ``corrupt``
-    (one ``images.safetensors`` per set)."""
+) -> dict[Job, Mapping[int, np.ndarray]]:
+    """``{(corruption, severity): {image id: image}}``, each set read from the cache one
+    image at a time (``StoredImages``); missing sets are generated in one parallel pass
+    (:func:`corrupt_many`) and stored as cache entries of kind ``corrupt`` (one
+    ``images.safetensors`` of PNG bytes per set)."""
     jobs = _unique_jobs(jobs)
     ids = list(data.image_ids)
     if not ids:
         return {job: {} for job in jobs}
     keys = {job: _set_key(data.fingerprint, ids, job, seed) for job in jobs}
-    found: dict[Job, Images] = {}
+    found: dict[Job, Mapping[int, np.ndarray]] = {}
     for job, key in keys.items():
         entry = cache.get("corrupt", key)
         if entry is not None:
-            found[job] = _load_set(entry.file(_FILE), ids)
+            found[job] = StoredImages(entry.file(_FILE), ids)
     missing = [job for job in jobs if job not in found]
     if missing:
         made = corrupt_many(
             data.load_image, ids, missing, seed=seed, workers=workers, progress=progress
         )
         for job in missing:
-            cache.get_or_build("corrupt", keys[job], _writer(made[job], job, seed, data))
-        found.update(made)
+            build = _writer(made.pop(job), job, seed, data)  # stored, then freed
+            entry, _ = cache.get_or_build("corrupt", keys[job], build)
+            found[job] = StoredImages(entry.file(_FILE), ids)
     return {job: found[job] for job in jobs}
 
 
@@ -625,7 +630,7 @@ def _writer(images: Images, job: Job, seed: int, data: CorruptionData) -> Callab
     def build(tmp_dir: Path) -> dict:
         from safetensors.numpy import save_file
 
-        save_file({str(i): img for i, img in images.items()}, str(tmp_dir / _FILE))
+        save_file({str(i): encode_png(img) for i, img in images.items()}, str(tmp_dir / _FILE))
         return {
             "corruption": job[0],
             "severity": job[1],
@@ -638,8 +643,41 @@ def _writer(images: Images, job: Job, seed: int, data: CorruptionData) -> Callab
     return build
 
 
-def _load_set(path: Path, ids: list[int]) -> Images:
-    from safetensors.numpy import load_file
+class StoredImages(Mapping[int, np.ndarray]):
+    """A cached corrupted set: ``{image id: uint8 image}``, each image read from the
+    file and decoded when asked for, so one image of the set is in memory at a time."""
 
-    tensors = load_file(str(path))
-    return {i: tensors[str(i)] for i in ids}
+    def __init__(self, path: Path, ids: list[int]) -> None:
+        self.path = path
+        self._ids = list(ids)
+
+    def __getitem__(self, image_id: int) -> np.ndarray:
+        from safetensors import safe_open
+
+        if image_id not in self._ids:
+            raise KeyError(image_id)
+        with safe_open(str(self.path), "numpy") as stored:
+            return decode_png(stored.get_tensor(str(image_id)))
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._ids)
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+
+def encode_png(image: np.ndarray) -> np.ndarray:
+    """``image`` (uint8, H×W or H×W×C) as PNG bytes in a uint8 array (lossless)."""
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image)).save(out, format="PNG", compress_level=_PNG_LEVEL)
+    return np.frombuffer(out.getvalue(), np.uint8)
+
+
+def decode_png(data: np.ndarray) -> np.ndarray:
+    """The uint8 image of ``encode_png``'s bytes."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data.tobytes())) as png:
+        return np.asarray(png).copy()

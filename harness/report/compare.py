@@ -21,6 +21,7 @@ from typing import Any
 from jsonschema import Draft202012Validator, ValidationError
 
 from robustness_harness.errors import HarnessError
+from robustness_harness.store.json_files import parse_json
 
 SCHEMA_PATH = Path(__file__).with_name("results.schema.json")
 """The schema ``robustness_harness.report.results`` writes to (its ``SCHEMA_PATH``)."""
@@ -164,13 +165,8 @@ def load_results(path: str | Path) -> Results:
     as passed to ``--harness-report``); raises a one-line ``HarnessError`` naming the
     file, the field and a fix when it is missing, not JSON, of another format or breaks
     the schema."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "results.json"
-    schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
-    doc = _parse(_read(path), path)
-    _check_format(doc, path, schema["properties"]["format"]["const"])
-    _check_schema(doc, path, schema)
+    path = results_path(path)
+    doc = read_results_document(path)
     return Results(
         path=path,
         format=doc["format"],
@@ -181,6 +177,23 @@ def load_results(path: str | Path) -> Results:
         counts=doc["counts"],
         gates=tuple(GateResult.from_record(item) for item in doc["items"]),
     )
+
+
+def results_path(path: str | Path) -> Path:
+    """``path``, or the ``results.json`` inside it when it is a directory."""
+    path = Path(path)
+    return path / "results.json" if path.is_dir() else path
+
+
+def read_results_document(path: str | Path) -> dict[str, Any]:
+    """The JSON document of the results.json at ``path`` (or inside the directory),
+    checked as ``load_results`` checks it."""
+    path = results_path(path)
+    schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    doc = _parse(_read(path), path)
+    _check_format(doc, path, schema["properties"]["format"]["const"])
+    _check_schema(doc, path, schema)
+    return doc
 
 
 def _read(path: Path) -> str:
@@ -202,15 +215,8 @@ def _read(path: Path) -> str:
 
 def _parse(text: str, path: Path) -> Any:
     """``text`` as JSON; a syntax error names its line and column."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise HarnessError(
-            f"invalid JSON: {exc.msg}",
-            file=path,
-            field=f"line {exc.lineno} column {exc.colno}",
-            hint=f"the file is damaged or truncated; {_REWRITE}",
-        ) from None
+    hint = f"the file is damaged or truncated; {_REWRITE}"
+    return parse_json(text, path, HarnessError, invalid="invalid JSON", hint=hint)
 
 
 def _check_format(doc: Any, path: Path, supported: int) -> None:

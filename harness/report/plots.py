@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -62,6 +62,18 @@ def _series(group: list[Record], key: str, base_key: str) -> dict[str, Any]:
     return series
 
 
+def _detail_series(
+    records: Iterable[Record], key: str, keep: Callable[[Any], bool]
+) -> Iterator[tuple[list[Record], dict[str, Any]]]:
+    """Each ``_groups`` group of the records whose details hold a list ``key``, with
+    ``{model: details[key]}`` (baseline first) of the models whose ``details[key]`` passes
+    ``keep``."""
+    rows = [r for r in records if isinstance(r.get("details", {}).get(key), list)]
+    for group in _groups(rows).values():
+        series = _series(group, "details", "baseline_details")
+        yield group, {name: d[key] for name, d in series.items() if keep(d.get(key))}
+
+
 def _checks(group: list[Record]) -> str:
     return ", ".join(dict.fromkeys(r["check"] for r in group))
 
@@ -72,17 +84,24 @@ def _png(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
+def _titled(fig: Figure, ax: Any, title: str) -> tuple[str, bytes]:
+    """``(title, png)`` of ``fig`` after giving its one panel ``ax`` the title."""
+    ax.set_title(title, fontsize=10)
+    return title, _png(fig)
+
+
 def _subplots(nrows: int = 1, ncols: int = 1, **kwargs: Any) -> tuple[Figure, Any]:
     fig = Figure(figsize=kwargs.pop("figsize", None), layout="constrained")
     return fig, fig.subplots(nrows, ncols, **kwargs)
 
 
-def _colors(n: int, has_baseline: bool) -> list[Any]:
+def _series_colors(series: dict[str, Any]) -> list[Any]:
+    """A colour per model of ``series``: grey for a ``(baseline)`` one (it comes first)."""
     cmap = colormaps["tab10"]
-    colors = [cmap(i % 10) for i in range(n)]
-    if has_baseline and n:
-        colors = [_BASELINE_COLOR, *[cmap(i % 10) for i in range(n - 1)]]
-    return colors
+    n = len(series)
+    if any(name.endswith("(baseline)") for name in series):
+        return [_BASELINE_COLOR, *[cmap(i % 10) for i in range(n - 1)]]
+    return [cmap(i % 10) for i in range(n)]
 
 
 # -- per-class bars -------------------------------------------------------------------
@@ -95,9 +114,8 @@ def per_class_figures(records: Iterable[Record]) -> Figures:
         fig, ax = _subplots(figsize=(max(6.0, 0.9 * len(classes) + 2), 3.6))
         width = 0.8 / max(1, len(series))
         x = np.arange(len(classes))
-        has_base = any(name.endswith("(baseline)") for name in series)
         for i, ((name, values), color) in enumerate(
-            zip(series.items(), _colors(len(series), has_base), strict=True)
+            zip(series.items(), _series_colors(series), strict=True)
         ):
             heights = [_nan(values.get(c)) for c in classes]
             ax.bar(x + (i - (len(series) - 1) / 2) * width, heights, width, label=name, color=color)
@@ -106,9 +124,7 @@ def per_class_figures(records: Iterable[Record]) -> Figures:
         ax.set_ylabel(label)
         ax.set_ylim(0, 1.05)
         ax.legend(fontsize=8, ncols=min(4, len(series)))
-        title = f"{group[0]['suite']}: per-class {label} ({_checks(group)})"
-        ax.set_title(title, fontsize=10)
-        out.append((title, _png(fig)))
+        out.append(_titled(fig, ax, f"{group[0]['suite']}: per-class {label} ({_checks(group)})"))
     return out
 
 
@@ -178,17 +194,10 @@ def _grid_groups(records: list[Record]) -> dict[str, list[Record]]:
 def reliability_figures(records: Iterable[Record]) -> Figures:
     """Accuracy against mean confidence per bin (marker area ~ bin count)."""
     out: Figures = []
-    rows = [r for r in records if isinstance(r.get("details", {}).get("bins"), list)]
-    for group in _groups(rows).values():
-        series = {
-            name: details["bins"]
-            for name, details in _series(group, "details", "baseline_details").items()
-            if isinstance(details.get("bins"), list)
-        }
+    for group, series in _detail_series(records, "bins", lambda bins: isinstance(bins, list)):
         fig, ax = _subplots(figsize=(4.8, 4.4))
         ax.plot([0, 1], [0, 1], ls="--", color="black", lw=0.8, label="perfect calibration")
-        has_base = any(name.endswith("(baseline)") for name in series)
-        for (name, bins), color in zip(series.items(), _colors(len(series), has_base), strict=True):
+        for (name, bins), color in zip(series.items(), _series_colors(series), strict=True):
             full = [b for b in bins if b.get("count")]
             conf = [b["conf"] for b in full]
             acc = [b["acc"] for b in full]
@@ -201,9 +210,7 @@ def reliability_figures(records: Iterable[Record]) -> Figures:
         ax.set_xlabel("mean confidence")
         ax.set_ylabel("accuracy")
         ax.legend(fontsize=8, loc="upper left")
-        title = f"{group[0]['suite']}: reliability ({_checks(group)})"
-        ax.set_title(title, fontsize=10)
-        out.append((title, _png(fig)))
+        out.append(_titled(fig, ax, f"{group[0]['suite']}: reliability ({_checks(group)})"))
     return out
 
 
@@ -211,18 +218,11 @@ def reliability_figures(records: Iterable[Record]) -> Figures:
 def latency_figures(records: Iterable[Record]) -> Figures:
     """Box plots of the timed calls (ms) of the baseline and each variant."""
     out: Figures = []
-    rows = [r for r in records if isinstance(r.get("details", {}).get("samples_ms"), list)]
-    for group in _groups(rows).values():
-        series = {
-            name: details["samples_ms"]
-            for name, details in _series(group, "details", "baseline_details").items()
-            if details.get("samples_ms")
-        }
+    for group, series in _detail_series(records, "samples_ms", bool):
         fig, ax = _subplots(figsize=(1.6 * len(series) + 3.0, 3.6))
         parts = ax.boxplot(list(series.values()), patch_artist=True, showmeans=True)
         ax.set_xticks(range(1, len(series) + 1), list(series))
-        has_base = any(name.endswith("(baseline)") for name in series)
-        for patch, color in zip(parts["boxes"], _colors(len(series), has_base), strict=True):
+        for patch, color in zip(parts["boxes"], _series_colors(series), strict=True):
             patch.set_facecolor(color)
             patch.set_alpha(0.7)
         for i, samples in enumerate(series.values(), start=1):
@@ -232,9 +232,7 @@ def latency_figures(records: Iterable[Record]) -> Figures:
         d = group[0]["details"]
         where = f"{d.get('device', '?')}, batch {d.get('batch_size', '?')}"
         where += f", threads {d['threads']}" if d.get("threads") else ""
-        title = f"{group[0]['suite']}: latency ({_checks(group)}; {where})"
-        ax.set_title(title, fontsize=10)
-        out.append((title, _png(fig)))
+        out.append(_titled(fig, ax, f"{group[0]['suite']}: latency ({_checks(group)}; {where})"))
     return out
 
 

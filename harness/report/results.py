@@ -24,7 +24,7 @@ from robustness_harness.report.counts import (
 from robustness_harness.report.html import render_html
 from robustness_harness.run.outcome import CheckOutcome
 from robustness_harness.run.snapshots import with_tolerance
-from robustness_harness.store.cache import atomic_write_json, atomic_write_text
+from robustness_harness.store.cache import atomic_write_json, atomic_write_text, make_dirs
 from robustness_harness.store.versions import git_commit, stamps
 
 FORMAT = 1
@@ -182,21 +182,31 @@ def _ci(outcome: CheckOutcome) -> dict[str, dict[str, float]] | None:
     }
 
 
-def results_document(records: Sequence[Mapping[str, Any]], *, started: str) -> dict[str, Any]:
-    """The ``results.json`` document: run stamps, the gates per status (``summary``),
-    pytest's counts of the same run (``counts``) and the records sorted by
-    (suite, variant, check)."""
+def results_document(
+    records: Sequence[Mapping[str, Any]],
+    *,
+    started: str,
+    run_stamps: Mapping[str, str] | None = None,
+    shard: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The ``results.json`` document: run stamps (this process's unless ``run_stamps``),
+    the gates per status (``summary``), pytest's counts of the same run (``counts``), the
+    records sorted by (suite, variant, check) and, for one job of a sharded run, its
+    ``shard`` (``--harness-shard``)."""
     items = sorted((jsonable(r) for r in records), key=_order)
     statuses = {s: sum(r.get("status") == s for r in items) for s in STATUSES}
-    return {
+    doc = {
         "format": FORMAT,
         "started": started,
         "finished": _now(),
-        "stamps": {**stamps(), "git_commit": git_commit()},
+        "stamps": dict(run_stamps) if run_stamps else {**stamps(), "git_commit": git_commit()},
         "summary": {"total": len(items), **statuses},
         "counts": pytest_counts(items),
         "items": items,
     }
+    if shard is not None:
+        doc["shard"] = dict(shard)
+    return doc
 
 
 def _order(record: Mapping[str, Any]) -> tuple[str, str, str]:
@@ -205,21 +215,26 @@ def _order(record: Mapping[str, Any]) -> tuple[str, str, str]:
 
 
 def write_report(
-    out_dir: Path, records: Sequence[Mapping[str, Any]], *, started: str | None = None
+    out_dir: Path,
+    records: Sequence[Mapping[str, Any]],
+    *,
+    started: str | None = None,
+    run_stamps: Mapping[str, str] | None = None,
+    shard: Mapping[str, Any] | None = None,
 ) -> tuple[Path, Path]:
     """Write ``results.json`` and ``report.html`` into ``out_dir`` (created if needed,
-    each file replaced atomically); returns their paths."""
+    each file replaced atomically); returns their paths. ``run_stamps`` and ``shard`` as
+    in ``results_document``."""
     out_dir = Path(out_dir)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise HarnessError(
-            f"cannot create the report directory: {exc.strerror or exc}",
-            file=out_dir,
-            field="--harness-report",
-            hint="pass a writable directory",
-        ) from None
-    doc = results_document(records, started=started or _now())
+    make_dirs(
+        out_dir,
+        HarnessError,
+        "the report directory",
+        file=out_dir,
+        field="--harness-report",
+        hint="pass a writable directory",
+    )
+    doc = results_document(records, started=started or _now(), run_stamps=run_stamps, shard=shard)
     results, page = out_dir / "results.json", out_dir / "report.html"
     atomic_write_json(results, doc)
     atomic_write_text(page, render_html(doc))

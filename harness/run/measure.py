@@ -14,6 +14,8 @@ import functools
 import math
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
@@ -22,6 +24,7 @@ import torch
 from robustness_harness.errors import CheckError, HarnessError
 from robustness_harness.inference.predictions import Predictions
 from robustness_harness.metrics import METRICS, MetricInfo, MetricResult
+from robustness_harness.metrics.base import MetricInputs
 from robustness_harness.metrics.context import CorruptionGrid, ModelContext
 from robustness_harness.run.decide import (
     Gate,
@@ -38,6 +41,7 @@ from robustness_harness.run.decide import (
 )
 from robustness_harness.run.outcome import CheckOutcome, CheckSkipped, GateStatistics
 from robustness_harness.run.snapshots import load_snapshot, record_snapshot
+from robustness_harness.run.variants import Variant
 from robustness_harness.store.cache import cache_key
 from robustness_harness.store.versions import stamps
 from robustness_harness.suite import CheckSpec, Suite, Thresholds
@@ -52,13 +56,26 @@ T = TypeVar("T")
 DEFAULT_SEVERITIES = (1, 2, 3, 4, 5)
 
 
+@dataclass
+class MeasureMemory:
+    """What the gates of one session share, owned by the session: one-way ANOVAs per
+    (suite, check) and corruption grids per (suite, variant, data, jobs)."""
+
+    anovas: dict[tuple[Path, str], Anova] = field(default_factory=dict)
+    grids: dict[tuple[Path, Variant, str, tuple[Job, ...]], CorruptionGrid] = field(
+        default_factory=dict
+    )
+
+
 def jobs_of(check: CheckSpec) -> list[Job]:
     """The (corruption, severity) pairs of a check, corruptions first."""
     severities = check.severities or list(DEFAULT_SEVERITIES)
     return [(c, s) for c in check.corruptions or [] for s in severities]
 
 
-def measure(session: HarnessSession, suite: Suite, variant: str, check_name: str) -> Measurement:
+def measure(
+    session: HarnessSession, suite: Suite, variant: Variant, check_name: str
+) -> Measurement:
     """``variant``'s value of the check's metric (not yet compared with anything)."""
     check = suite.spec.checks[check_name]
     info = METRICS.get(check.metric, file=str(suite.path), field=f"checks.{check_name}.metric")
@@ -67,23 +84,24 @@ def measure(session: HarnessSession, suite: Suite, variant: str, check_name: str
         return _model_metric(session, suite, variant, check, info, data)
     if info.inputs == "corruption_grid":
         grid = corruption_grid(session, suite, variant, data, jobs_of(check))
-        return _wrap(info(grid, **check.params), len(data), _grid_note(check))
+        grid_inputs = MetricInputs(data=data, grid=grid)
+        return _wrap(info(grid_inputs, **check.params), len(data), _grid_note(check))
     if check.corruptions:
         return _mean_over_corruptions(session, suite, variant, check, info, data)
     inputs = metric_inputs(session, suite, variant, info, data)
-    return _wrap(info(*inputs, **check.params), len(data))
+    return _wrap(info(inputs, **check.params), len(data))
 
 
 def metric_inputs(
-    session: HarnessSession, suite: Suite, variant: str, info: MetricInfo, data: Any
-) -> tuple[Any, ...]:
-    """A prediction metric's positional inputs: ``(preds, data)``, or ``(preds,
-    baseline_preds, data)`` for a ``pair`` metric."""
+    session: HarnessSession, suite: Suite, variant: Variant, info: MetricInfo, data: Any
+) -> MetricInputs:
+    """A prediction metric's inputs: ``variant``'s predictions on ``data`` and, for a
+    ``pair`` metric, the baseline's."""
     preds = session.predictions_on(suite, variant, data)
+    base = None
     if info.inputs == "pair":
         base = session.predictions_on(suite, suite.spec.baseline, data)
-        return preds, base, data
-    return preds, data
+    return MetricInputs(data=data, preds=preds, baseline_preds=base)
 
 
 def located(fn: Callable[[HarnessSession, Suite, str, str], T]) -> Callable[..., T]:
@@ -92,7 +110,7 @@ def located(fn: Callable[[HarnessSession, Suite, str, str], T]) -> Callable[...,
     that names no file in the suite file."""
 
     @functools.wraps(fn)
-    def run(session: HarnessSession, suite: Suite, variant: str, check_name: str) -> T:
+    def run(session: HarnessSession, suite: Suite, variant: Variant, check_name: str) -> T:
         try:
             return fn(session, suite, variant, check_name)
         except HarnessError as err:
@@ -105,7 +123,9 @@ def located(fn: Callable[[HarnessSession, Suite, str, str], T]) -> Callable[...,
 
 
 @located
-def run_check(session: HarnessSession, suite: Suite, variant: str, check_name: str) -> CheckOutcome:
+def run_check(
+    session: HarnessSession, suite: Suite, variant: Variant, check_name: str
+) -> CheckOutcome:
     """Evaluate one gate: candidate and baseline values (means over a variant's runs),
     statistics (``confidence``, ``runs_test``, ``anova``), the snapshot, then the
     decision (``decide_gate``); a regenerated snapshot records the decided value."""
@@ -132,7 +152,7 @@ def run_check(session: HarnessSession, suite: Suite, variant: str, check_name: s
 
 
 def measure_gate(
-    session: HarnessSession, suite: Suite, variant: str, check_name: str
+    session: HarnessSession, suite: Suite, variant: Variant, check_name: str
 ) -> tuple[list[Measurement], list[Measurement] | None]:
     """``(candidate runs, baseline runs)`` of a gate; no baseline runs for the baseline
     variant itself or a metric that compares by itself (unless measured together)."""
@@ -151,7 +171,7 @@ def measure_gate(
 
 # -- repeated runs and statistics -------------------------------------------------------
 def measure_runs(
-    session: HarnessSession, suite: Suite, variant: str, check_name: str
+    session: HarnessSession, suite: Suite, variant: Variant, check_name: str
 ) -> list[Measurement]:
     """``measure`` of each run of ``variant`` (``runs: N``: seeds seed..seed+N-1)."""
     runs = suite.spec.variants[variant].runs
@@ -160,7 +180,7 @@ def measure_runs(
     ]
 
 
-def pairs_with_baseline(suite: Suite, variant: str, check: CheckSpec, info: MetricInfo) -> bool:
+def pairs_with_baseline(suite: Suite, variant: Variant, check: CheckSpec, info: MetricInfo) -> bool:
     """Whether ``variant`` and the baseline are measured together (``info.paired``, e.g.
     latency in alternating rounds): a non-baseline variant, thresholds relative to it."""
     return (
@@ -171,7 +191,7 @@ def pairs_with_baseline(suite: Suite, variant: str, check: CheckSpec, info: Metr
 
 
 def measure_paired_runs(
-    session: HarnessSession, suite: Suite, variant: str, check_name: str
+    session: HarnessSession, suite: Suite, variant: Variant, check_name: str
 ) -> tuple[list[Measurement], list[Measurement]]:
     """Each run of ``variant`` measured together with the baseline run of the same seed
     (run 0 when the baseline runs fewer times): ``(candidate, baseline)`` per run."""
@@ -194,7 +214,7 @@ def measure_paired_runs(
 def measure_statistics(
     session: HarnessSession,
     suite: Suite,
-    variant: str,
+    variant: Variant,
     check_name: str,
     cand: list[Measurement],
     base: list[Measurement] | None,
@@ -226,7 +246,7 @@ def _values(measurements: Sequence[Measurement]) -> list[Value]:
 
 
 def _bootstrap(
-    session: HarnessSession, suite: Suite, variant: str, check_name: str, with_baseline: bool
+    session: HarnessSession, suite: Suite, variant: Variant, check_name: str, with_baseline: bool
 ) -> BootstrapResult:
     """Paired bootstrap over the check's images of the gated quantities; candidate and
     baseline are means over their runs, recomputed on the same image multisets."""
@@ -242,7 +262,7 @@ def _bootstrap(
         runs = suite.spec.variants[name].runs
         pairs = [session.run_variant(suite, name, r) for r in range(runs)]
         inputs = [metric_inputs(session, s, v, info, data) for s, v in pairs]
-        return [resampled_values(info, task, args, check.params) for args in inputs]
+        return [resampled_values(info, task, one, check.params) for one in inputs]
 
     cand_fns = run_values(variant)
     base_fns = run_values(suite.spec.baseline) if with_baseline else []
@@ -266,8 +286,8 @@ def _anova(session: HarnessSession, suite: Suite, check_name: str) -> Anova:
     baseline, when its own value is meaningful); memoized per suite and check."""
     from robustness_harness.stats import one_way_anova
 
-    key = ("anova", suite.path, check_name)
-    if key not in session.memo:
+    key = (suite.path, check_name)
+    if key not in session.measured.anovas:
         spec = suite.spec
         check = spec.checks[check_name]
         base = _values(measure_runs(session, suite, spec.baseline, check_name))
@@ -277,8 +297,8 @@ def _anova(session: HarnessSession, suite: Suite, check_name: str) -> Anova:
             if v != spec.baseline and spec.gates(v, check_name)
         }
         groups = anova_groups(check, METRICS.get(check.metric), (spec.baseline, base), gated)
-        session.memo[key] = one_way_anova(groups)
-    return session.memo[key]
+        session.measured.anovas[key] = one_way_anova(groups)
+    return session.measured.anovas[key]
 
 
 def _wrap(result: MetricResult, n_images: int, note: str = "") -> Measurement:
@@ -294,7 +314,7 @@ def _grid_note(check: CheckSpec) -> str:
 
 # -- corruptions ----------------------------------------------------------------------
 def corrupted_predictions(
-    session: HarnessSession, suite: Suite, variant: str, data: Any, jobs: Sequence[Job]
+    session: HarnessSession, suite: Suite, variant: Variant, data: Any, jobs: Sequence[Job]
 ) -> dict[Job, Predictions]:
     """``variant``'s predictions under each (corruption, severity), built where missing.
 
@@ -325,19 +345,19 @@ def corrupted_predictions(
 
 
 def corruption_grid(
-    session: HarnessSession, suite: Suite, variant: str, data: Any, jobs: Sequence[Job]
+    session: HarnessSession, suite: Suite, variant: Variant, data: Any, jobs: Sequence[Job]
 ) -> CorruptionGrid:
     """Clean and corrupted main scores (mAP or accuracy) of ``variant``; a non-baseline
     variant's grid carries the baseline's grid for corruption errors."""
     from robustness_harness.perturb.corruptions import family_of
 
-    memo_key = ("grid", suite.path, variant, data.fingerprint, tuple(jobs))
-    if memo_key in session.memo:
-        return session.memo[memo_key]
+    memo_key = (suite.path, variant, data.fingerprint, tuple(jobs))
+    if memo_key in session.measured.grids:
+        return session.measured.grids[memo_key]
     primary = METRICS.get(session.task(suite).primary_metric)
     values = _corrupted_scores(session, suite, variant, data, jobs, primary)
     clean_preds = session.predictions_on(suite, variant, data)
-    clean = float(primary(clean_preds, data).value)  # type: ignore[arg-type]
+    clean = float(primary(MetricInputs(data, clean_preds)).value)  # type: ignore[arg-type]
     baseline = None
     if variant != suite.spec.baseline:
         baseline = corruption_grid(session, suite, suite.spec.baseline, data, jobs)
@@ -348,14 +368,14 @@ def corruption_grid(
         baseline=baseline,
         extra={"metric": primary.name},
     )
-    session.memo[memo_key] = grid
+    session.measured.grids[memo_key] = grid
     return grid
 
 
 def _corrupted_scores(
     session: HarnessSession,
     suite: Suite,
-    variant: str,
+    variant: Variant,
     data: Any,
     jobs: Sequence[Job],
     primary: MetricInfo,
@@ -367,7 +387,7 @@ def _corrupted_scores(
 
     def build(_tmp: Any) -> dict[str, Any]:
         preds = corrupted_predictions(session, suite, variant, data, jobs)
-        scores = [float(primary(preds[job], data).value) for job in jobs]  # type: ignore[arg-type]
+        scores = [float(primary(MetricInputs(data, preds[job])).value) for job in jobs]  # type: ignore[arg-type]
         return {"jobs": [list(job) for job in jobs], "scores": scores}
 
     entry, _ = session.cache.get_or_build("value", key, build, rebuild=session.take_rebuild(key))
@@ -377,7 +397,7 @@ def _corrupted_scores(
 def _mean_over_corruptions(
     session: HarnessSession,
     suite: Suite,
-    variant: str,
+    variant: Variant,
     check: CheckSpec,
     info: MetricInfo,
     data: Any,
@@ -389,8 +409,8 @@ def _mean_over_corruptions(
         base = corrupted_predictions(session, suite, suite.spec.baseline, data, jobs)
     values: dict[Job, float | dict[str, float]] = {}
     for job in jobs:
-        args = (cand[job],) if base is None else (cand[job], base[job])
-        values[job] = info(*args, data, **check.params).value
+        inputs = MetricInputs(data, cand[job], None if base is None else base[job])
+        values[job] = info(inputs, **check.params).value
     table: dict[str, dict[str, Any]] = {}
     for (c, s), v in values.items():
         table.setdefault(c, {})[str(s)] = v
@@ -467,7 +487,7 @@ def _paired_model_metric(
         progress=session.progress,
     )
     try:
-        cand, base = info.paired(ctx, **check.params)
+        cand, base = info.measure_paired(MetricInputs(data=data, ctx=ctx), **check.params)
     finally:
         for model in (loaded.model, base_model, *(t for t in twins if t is not None)):
             model.to(session.device)
@@ -481,7 +501,7 @@ def _paired_model_metric(
 def _model_metric(
     session: HarnessSession,
     suite: Suite,
-    variant: str,
+    variant: Variant,
     check: CheckSpec,
     info: MetricInfo,
     data: Any,
@@ -516,7 +536,7 @@ def _model_metric(
             progress=session.progress,
         )
         try:
-            result = info(ctx, **check.params)
+            result = info(MetricInputs(data=data, ctx=ctx), **check.params)
         finally:
             loaded.model.to(session.device)
             if twin is not None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import inspect
-import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -26,11 +25,11 @@ from robustness_harness.compress.quantize import (
     CHECKPOINT_FORMAT,
     fake_quant_twin,
     parameter_counts,
-    split_quantize_steps,
 )
 from robustness_harness.compress.targeting import FORWARD, apply_to_modules, task_forward
 from robustness_harness.data.classification_sets import ClassificationData
 from robustness_harness.data.coco import CocoDetectionData
+from robustness_harness.data.decoded import DecodedImages
 from robustness_harness.errors import HarnessError, ModelOutputError
 from robustness_harness.inference.input_contract import inner_model, wrap
 from robustness_harness.inference.predictions import Predictions, load_predictions
@@ -39,13 +38,22 @@ from robustness_harness.run import measure
 from robustness_harness.run.dry_run import dry_run_steps
 from robustness_harness.run.outcome import CheckOutcome
 from robustness_harness.run.tasks import TASKS, TaskOps
+from robustness_harness.run.variants import (
+    Variant,
+    VariantRef,
+    as_ref,
+    quantize_split,
+    run_of,
+    suite_variant,
+    variant_spec,
+)
 from robustness_harness.store.cache import Cache, cache_key, sha256_file
 from robustness_harness.store.checkpoint import load_checkpoint, load_user_weights, save_checkpoint
 from robustness_harness.store.sources import source_digest, source_roots
 from robustness_harness.store.versions import stamps
 from robustness_harness.suite import FinetuneSpec, ModelSpec, Suite, load_suite
 from robustness_harness.suite.loader import canonical_json
-from robustness_harness.train.finetune import TrainRecipe
+from robustness_harness.train.finetune import recipe_from
 from robustness_harness.user_code import (
     PretrainContext,
     as_model_entry,
@@ -116,14 +124,18 @@ class HarnessSession:
         self._suites: dict[Path, Suite] = {}
         self._datasets: dict[tuple[Path, str], Any] = {}
         self._models: dict[str, _Loaded] = {}
-        self._keys: dict[tuple[Path, str], str] = {}
+        self._keys: dict[tuple[Path, Variant], str] = {}
         self._base_keys: dict[tuple[Path, str | None], str] = {}
         self._predictions: dict[str, Predictions] = {}
         self._sources: dict[Path, str] = {}
         self._rebuilt: set[str] = set()
         self._dry_runs: set[str] = set()
         self._unbuildable: dict[str, HarnessError] = {}
-        self.memo: dict[Any, Any] = {}
+        self.decoded_images = DecodedImages()
+        """Decoded image files of every dataset of the session (``HARNESS_IMAGE_MEMORY_MB``)."""
+        self._float_models: dict[str, nn.Module] = {}
+        self._twins: dict[str, nn.Module] = {}
+        self.measured = measure.MeasureMemory()
 
     # -- suites and data -------------------------------------------------------------
     def suite(self, path: str | Path) -> Suite:
@@ -133,27 +145,20 @@ class HarnessSession:
             self._suites[key] = load_suite(key)
         return self._suites[key]
 
-    def seed(self, suite: Suite, variant: str | None = None) -> int:
+    def seed(self, suite: Suite, variant: Variant | None = None) -> int:
         """The seed of ``variant`` (``--harness-seed`` overrides the suite's); run ``r``
         of a repeated variant (``run_variant``) adds ``r``."""
-        run = run_index(variant or "")
+        run = as_ref(variant).run if variant else 0
         if self.options.seed is not None:
             return self.options.seed + run
-        v = suite.spec.variants.get(variant) if variant else None
+        v = suite.spec.variants.get(suite_variant(variant)) if variant else None
         return (v.seed if v is not None and v.seed is not None else suite.spec.seed) + run
 
-    def run_variant(self, suite: Suite, variant: str, run: int) -> tuple[Suite, str]:
-        """Run ``run`` (0-based) of a variant with ``runs: N``, as ``(suite, name)`` of a
-        derived variant ``<variant>#run<r>`` seeded ``seed + r`` (its own checkpoint key);
-        run 0 is the variant itself."""
-        if run == 0:
-            return suite, variant
-        name = f"{variant}#run{run}"
-        if name not in suite.spec.variants:
-            copy_ = suite.spec.variants[variant].model_copy(update={"runs": 1})
-            spec = suite.spec.model_copy(update={"variants": {**suite.spec.variants, name: copy_}})
-            suite = dataclasses.replace(suite, spec=spec)
-        return suite, name
+    def run_variant(self, suite: Suite, variant: Variant, run: int) -> tuple[Suite, Variant]:
+        """Run ``run`` (0-based) of a variant with ``runs: N``, as ``(suite, ref)``: a
+        ``VariantRef`` seeded ``seed + r`` (its own checkpoint key); run 0 is the variant
+        itself."""
+        return suite, run_of(variant, run)
 
     def task(self, suite: Suite) -> TaskOps:
         """The detection or classification operations for ``suite``'s model."""
@@ -172,6 +177,8 @@ class HarnessSession:
             transform = suite.spec.data.transform
             if transform is not None and isinstance(data, ClassificationData):
                 data = data.with_transform(transform.image_transform())
+            if isinstance(data, CocoDetectionData | ClassificationData):
+                data.keep_decoded_in(self.decoded_images)
             self._datasets[memo] = data
         return self._datasets[memo]
 
@@ -276,13 +283,13 @@ class HarnessSession:
         """The suite's trained base model (user checkpoint or embedded weights)."""
         return self._start(suite, None)
 
-    def _start(self, suite: Suite, variant: str | None) -> _Loaded:
+    def _start(self, suite: Suite, variant: Variant | None) -> _Loaded:
         """The weights ``variant`` starts from: its own ``checkpoint``, else the base model.
 
         Weights are resolved and hashed once per suite; the model is reloaded only if
         it was evicted from memory.
         """
-        source = suite.spec.variants[variant].checkpoint if variant is not None else None
+        source = variant_spec(suite, variant).checkpoint if variant is not None else None
         memo = (suite.path, source)
         known = self._base_keys.get(memo)
         if known is not None and known in self._models:
@@ -341,12 +348,12 @@ class HarnessSession:
             model_kwargs=dict(suite.spec.model.kwargs),
         )
 
-    def checkpoint_key(self, suite: Suite, variant: str) -> str:
+    def checkpoint_key(self, suite: Suite, variant: Variant) -> str:
         """Content address of ``variant``'s checkpoint (the base key when unchanged)."""
         memo = (suite.path, variant)
         if memo not in self._keys:
             start = self._start(suite, variant).key
-            v = suite.spec.variants[variant]
+            v = variant_spec(suite, variant)
             if not v.changes_weights:
                 self._keys[memo] = start
             else:
@@ -364,7 +371,7 @@ class HarnessSession:
                 )
         return self._keys[memo]
 
-    def start_model(self, suite: Suite, variant: str | None) -> nn.Module:
+    def start_model(self, suite: Suite, variant: Variant | None) -> nn.Module:
         """The trained model ``variant`` starts from (None: the suite's base model):
         factory imported, weights loaded into the architecture."""
         return self._start(suite, variant).model
@@ -373,19 +380,19 @@ class HarnessSession:
         """The example inputs compression steps trace on (a float batch in [0, 1])."""
         return _example_batch(self.dataset(suite, self._example_role(suite)))
 
-    def trains(self, suite: Suite, variant: str) -> bool:
+    def trains(self, suite: Suite, variant: Variant) -> bool:
         """Whether building ``variant`` runs training steps on the training set (a
         fine-tune with epochs, or a step that trains such as ``schedule: agp``)."""
-        v = suite.spec.variants[variant]
+        v = variant_spec(suite, variant)
         if v.finetune is not None and v.finetune.epochs > 0:
             return True
         return any(_data_use(step) == "train" for step in v.compress)
 
-    def _compress_inputs(self, suite: Suite, variant: str) -> dict[str, Any]:
+    def _compress_inputs(self, suite: Suite, variant: Variant) -> dict[str, Any]:
         """Which images the compress steps see, for the checkpoint key: the example
         inputs and each quantize step's calibration images (their ids and the
         fingerprint of that selection)."""
-        steps = suite.spec.variants[variant].compress
+        steps = variant_spec(suite, variant).compress
         if not steps:
             return {}
         role = self._example_role(suite)
@@ -399,12 +406,12 @@ class HarnessSession:
                 used["quantized_format"] = CHECKPOINT_FORMAT
         return used
 
-    def model(self, suite: Suite, variant: str) -> nn.Module:
+    def model(self, suite: Suite, variant: Variant) -> nn.Module:
         """``variant``'s model, built on first use and cached on disk."""
         key = self.checkpoint_key(suite, variant)
         if key in self._models:
             return self._models[key].model
-        if not suite.spec.variants[variant].changes_weights:
+        if not variant_spec(suite, variant).changes_weights:
             return self._start(suite, variant).model
         if key in self._unbuildable:  # one build attempt per session, not one per check
             raise self._unbuildable[key]
@@ -427,7 +434,7 @@ class HarnessSession:
             self.progress(f"reused checkpoint {suite.spec.suite}/{variant} [{key[:10]}]")
         return model
 
-    def dry_run(self, suite: Suite, variant: str) -> None:
+    def dry_run(self, suite: Suite, variant: Variant) -> None:
         """``variant``'s compression steps on a copy of its start model, without training
         (``robustness_harness.run.dry_run``): an unsupported (architecture × method) pair is
         one ``HarnessError`` in seconds. Once per variant and session."""
@@ -437,18 +444,18 @@ class HarnessSession:
         source = self.float_variant(suite, variant)  # first: a misplaced quantize step
         dry_run_steps(
             self._start(suite, variant).model,
-            suite.spec.variants[variant].compress,
+            variant_spec(suite, variant).compress,
             self.example_batch(suite),
             seed=self.seed(suite, variant),
             task=self.task(suite).name,
             suite_path=suite.path,
-            variant=_SUFFIX.split(variant)[0],
+            variant=suite_variant(variant),
         )
         self._dry_runs.add(key)
         if source is not None:  # its steps were just run, before the quantize step
             self._dry_runs.add(self.checkpoint_key(*source))
 
-    def _build_checked(self, suite: Suite, variant: str, out_dir: Path) -> dict[str, Any]:
+    def _build_checked(self, suite: Suite, variant: Variant, out_dir: Path) -> dict[str, Any]:
         self.dry_run(suite, variant)
         return self._build_variant(suite, variant, out_dir)
 
@@ -458,11 +465,11 @@ class HarnessSession:
         self._rebuilt.add(key)
         return True
 
-    def _build_variant(self, suite: Suite, variant: str, out_dir: Path) -> dict[str, Any]:
-        v = suite.spec.variants[variant]
+    def _build_variant(self, suite: Suite, variant: Variant, out_dir: Path) -> dict[str, Any]:
+        v = variant_spec(suite, variant)
         source = self.float_model(suite, variant)
         if source is not None:  # post-training quantization of the cached float model
-            quantize_steps = self._quantize_steps(suite, variant)[1]
+            quantize_steps = quantize_split(suite, variant)[1]
             v = v.model_copy(update={"compress": quantize_steps, "finetune": None})
         seed = self.seed(suite, variant)
         start = time.perf_counter()
@@ -486,13 +493,14 @@ class HarnessSession:
             },
         )
         for i, step in enumerate(v.compress):
-            info = METHODS.get(step.method, file=str(suite.path), field=f"variants.{variant}")
+            field_name = f"variants.{suite_variant(variant)}"
+            info = METHODS.get(step.method, file=str(suite.path), field=field_name)
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed + i)
                 model = apply_to_modules(info, model, step.params, ctx, step.modules)
             steps_text.append(f"{step.kind} {step.method} {_step_args(step.params)}")
         if v.finetune is not None and v.finetune.epochs > 0 and train is not None:
-            recipe = _recipe(v.finetune, seed)
+            recipe = recipe_from(v.finetune, seed)
             self.progress(
                 f"  {variant}: fine-tuning {recipe.epochs} epoch(s) on {len(train)} images"
             )
@@ -502,7 +510,7 @@ class HarnessSession:
         total, nonzero, sparsity = parameter_counts(model)
         meta = {
             "suite": suite.spec.suite,
-            "variant": variant,
+            "variant": str(variant),
             "seed": seed,
             "steps": steps_text,
             "params": total,
@@ -512,7 +520,7 @@ class HarnessSession:
             "build_seconds": round(time.perf_counter() - start, 2),
             "stamps": stamps(),
         }
-        save_checkpoint(model, out_dir, meta=meta)
+        save_checkpoint(model, out_dir, meta=weights_meta(meta))
         summary = (
             f"built checkpoint {suite.spec.suite}/{variant} ({' → '.join(steps_text) or 'copy'}) "
             f"in {meta['build_seconds']:.1f}s · params {meta['params_ratio']:.2f}× · "
@@ -520,17 +528,17 @@ class HarnessSession:
         )
         self.progress(summary)
         self.builds.append(
-            BuildRecord("ckpt", suite.spec.suite, variant, "", meta["build_seconds"], summary)
+            BuildRecord("ckpt", suite.spec.suite, str(variant), "", meta["build_seconds"], summary)
         )
         return meta
 
-    def _train_steps(self, suite: Suite, variant: str, train: Any) -> Callable[..., None]:
+    def _train_steps(self, suite: Suite, variant: Variant, train: Any) -> Callable[..., None]:
         """``train(model, steps, regularizer=None, **overrides)`` for schedules that
         interleave pruning and training: the variant's fine-tune recipe (defaults without
         one; ``overrides`` replace ``TrainRecipe`` fields such as ``lr``), ``steps``
         optimizer steps, a new seed per burst."""
-        v = suite.spec.variants[variant]
-        base = _recipe(v.finetune or FinetuneSpec(), self.seed(suite, variant))
+        v = variant_spec(suite, variant)
+        base = recipe_from(v.finetune or FinetuneSpec(), self.seed(suite, variant))
         bursts = [0]
 
         def train_steps(
@@ -552,52 +560,43 @@ class HarnessSession:
         return train_steps
 
     # -- quantized variants -----------------------------------------------------------
-    def _quantize_steps(self, suite: Suite, variant: str) -> tuple[list[Any], list[Any]]:
-        """``(float steps, trailing quantize steps)`` of ``variant``'s compress list."""
-        steps = suite.spec.variants[variant].compress
-        field_name = f"variants.{variant}.compress"
-        return split_quantize_steps(steps, file=str(suite.path), field=field_name)
-
-    def float_variant(self, suite: Suite, variant: str) -> tuple[Suite, str] | None:
-        """``variant`` without its quantize step, as ``(suite, name)`` of a derived variant
+    def float_variant(self, suite: Suite, variant: Variant) -> tuple[Suite, VariantRef] | None:
+        """``variant`` without its quantize step, as ``(suite, ref)`` of a derived variant
         (same seed and fine-tune); None when ``variant`` is not quantized.
 
-        Its checkpoint key does not depend on the name, so it shares the cache entry of
+        Its checkpoint key does not depend on the ref, so it shares the cache entry of
         any variant with the same steps (e.g. the pruned variant of ``[prune, quantize]``).
         """
-        float_steps, quantize_steps = self._quantize_steps(suite, variant)
+        _, quantize_steps = quantize_split(suite, variant)
         if not quantize_steps:
             return None
-        name = f"{variant}~float"
-        source = suite.spec.variants[variant].model_copy(update={"compress": float_steps})
-        spec = suite.spec.model_copy(update={"variants": {**suite.spec.variants, name: source}})
-        return dataclasses.replace(suite, spec=spec), name
+        return suite, dataclasses.replace(as_ref(variant), float_source=True)
 
-    def float_model(self, suite: Suite, variant: str) -> nn.Module | None:
+    def float_model(self, suite: Suite, variant: Variant) -> nn.Module | None:
         """The float model a quantized ``variant`` is quantized from (after its fine-tune),
         built and cached like any checkpoint. None for a float variant."""
         source = self.float_variant(suite, variant)
         if source is None:
             return None
-        memo = ("float_model", self.checkpoint_key(*source))
-        if memo not in self.memo:
-            self.memo[memo] = self.model(*source)
-        return self.memo[memo]
+        key = self.checkpoint_key(*source)
+        if key not in self._float_models:
+            self._float_models[key] = self.model(*source)
+        return self._float_models[key]
 
-    def twin(self, suite: Suite, variant: str) -> nn.Module | None:
+    def twin(self, suite: Suite, variant: Variant) -> nn.Module | None:
         """The fake-quant twin of a quantized ``variant`` (``fake_quant_twin``), which
         gradient attacks and saliency differentiate: rebuilt from the cached float and
         quantized checkpoints, kept for the session. None for a float variant."""
         source = self.float_model(suite, variant)
         if source is None:
             return None
-        memo = ("twin", self.checkpoint_key(suite, variant))
-        if memo not in self.memo:
-            self.memo[memo] = fake_quant_twin(source, self.model(suite, variant))
-        return self.memo[memo]
+        key = self.checkpoint_key(suite, variant)
+        if key not in self._twins:
+            self._twins[key] = fake_quant_twin(source, self.model(suite, variant))
+        return self._twins[key]
 
     # -- predictions and checks -------------------------------------------------------
-    def loaded(self, suite: Suite, variant: str) -> _Loaded:
+    def loaded(self, suite: Suite, variant: Variant) -> _Loaded:
         """``variant``'s model with its cache key and checkpoint metadata."""
         self.model(suite, variant)
         return self._models[self.checkpoint_key(suite, variant)]
@@ -608,7 +607,7 @@ class HarnessSession:
         return self.options.seed if self.options.seed is not None else suite.spec.seed
 
     def prediction_key(
-        self, suite: Suite, variant: str, data: Any, corruption: tuple[str, int] | None = None
+        self, suite: Suite, variant: Variant, data: Any, corruption: tuple[str, int] | None = None
     ) -> str:
         """Cache key of ``variant``'s predictions on ``data`` (clean or corrupted)."""
         parts: list[Any] = [self.checkpoint_key(suite, variant), data.fingerprint]
@@ -633,7 +632,7 @@ class HarnessSession:
     def predictions(
         self,
         suite: Suite,
-        variant: str,
+        variant: Variant,
         *,
         data: Any = None,
         corruption: tuple[str, int] | None = None,
@@ -671,14 +670,14 @@ class HarnessSession:
             if corruption is None:
                 self.progress(summary)
             self.builds.append(
-                BuildRecord("pred", suite.spec.suite, variant, key, seconds, summary)
+                BuildRecord("pred", suite.spec.suite, str(variant), key, seconds, summary)
             )
             return {"images": len(data), "seconds": round(seconds, 2), "task": ops.name}
 
         entry, _ = self.cache.get_or_build("pred", key, build, rebuild=self.take_rebuild(key))
         return self._remember(key, entry.file("predictions.safetensors"))
 
-    def predictions_on(self, suite: Suite, variant: str, data: Any) -> Predictions:
+    def predictions_on(self, suite: Suite, variant: Variant, data: Any) -> Predictions:
         """``variant``'s clean predictions on ``data``, a selection of the evaluation data
         (a check's ``split``/``images``): taken from the whole split's when those are
         cached, else predicted on the selection only (keyed by its fingerprint)."""
@@ -690,7 +689,7 @@ class HarnessSession:
             return whole.subset(data.image_ids)
         return self.predictions(suite, variant).subset(data.image_ids)
 
-    def run_check(self, suite: Suite, variant: str, check_name: str) -> CheckOutcome:
+    def run_check(self, suite: Suite, variant: Variant, check_name: str) -> CheckOutcome:
         """Evaluate one gate: candidate and baseline values, reduction and decision
         (``measure.run_check``)."""
         return measure.run_check(self, suite, variant, check_name)
@@ -716,17 +715,6 @@ def _num_classes(data: Any) -> int:
     if isinstance(data, CocoDetectionData):
         return data.label_space.num_classes
     return len(data.categories)
-
-
-def run_index(variant: str) -> int:
-    """``r`` of a run variant name ``<variant>#run<r>`` (also inside a derived name such
-    as ``<variant>#run<r>~float``), else 0."""
-    match = _RUN.search(variant)
-    return int(match[1]) if match else 0
-
-
-_RUN = re.compile(r"#run(\d+)")
-_SUFFIX = re.compile(r"[#~]")  # a derived variant's name: <variant>#run<r>, <variant>~float
 
 
 EXAMPLE_IMAGES = 4
@@ -761,21 +749,15 @@ def _data_use(step: Any) -> str | None:
     return METHODS.get(step.method).data_use(step.params)
 
 
-def _recipe(finetune: Any, seed: int) -> TrainRecipe:
-    return TrainRecipe(
-        epochs=finetune.epochs,
-        lr=finetune.lr,
-        batch_size=finetune.batch_size,
-        weight_decay=finetune.weight_decay,
-        max_steps=finetune.max_steps,
-        seed=finetune.seed if finetune.seed is not None else seed,
-        sampler=finetune.sampler,
-        rfs_threshold=finetune.rfs_threshold,
-        beta=finetune.beta,
-        lam=finetune.lam,
-        augment=finetune.augment,
-        adversarial=finetune.adversarial,  # TrainRecipe converts the spec
-    )
+TIMING_META = ("build_seconds",)
+"""Build metadata that varies from build to build of the same checkpoint."""
+
+
+def weights_meta(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """The build metadata stored in the weights file's header: all but the timings, so
+    that one build's file has the same bytes as the next (``size`` with ``measure:
+    bytes`` reads them); ``meta.json`` of the cache entry keeps the timings."""
+    return {k: v for k, v in meta.items() if k not in TIMING_META}
 
 
 def _step_args(params: Any) -> str:

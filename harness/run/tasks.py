@@ -56,17 +56,15 @@ def _train_detection(
     )
 
 
-_ITEMS: dict[str, Any] = {}
-
-
 def _training_items(data: CocoDetectionData) -> Any:
-    """Decoded training images and targets (labels in the data's ``label_space``), kept
-    for the last dataset (schedules such as AGP train in many short bursts)."""
+    """Decoded training images and targets (labels in the data's ``label_space``), kept in
+    the data's ``derived`` dict for its last view (schedules such as AGP train in many
+    short bursts)."""
     key = f"{data.fingerprint}:{data.label_space.kind}"
-    if key not in _ITEMS:
-        _ITEMS.clear()
-        _ITEMS[key] = load_training_set(data)
-    return _ITEMS[key]
+    kept = data.derived.get("training_items")
+    if kept is None or kept[0] != key:
+        kept = data.derived["training_items"] = (key, load_training_set(data))
+    return kept[1]
 
 
 def _train_classification(

@@ -28,7 +28,8 @@ from typing import Any
 from filelock import FileLock, Timeout
 from pydantic import BaseModel
 
-from robustness_harness.errors import CacheError
+from robustness_harness.errors import CacheError, HarnessError
+from robustness_harness.store.remote import RemoteStore, is_url
 
 __all__ = [
     "Cache",
@@ -42,6 +43,9 @@ __all__ = [
 
 META_NAME = "meta.json"
 ENV_VAR = "HARNESS_CACHE"
+LOCAL_ENV_VAR = "HARNESS_LOCAL_CACHE"
+"""With a remote ``--harness-cache URL``: the local read-through directory (default
+``./.harness-cache``)."""
 DEFAULT_DIR = ".harness-cache"
 RESERVED_META_KEYS = ("files", "created", "harness_version")
 STALE_AFTER_S = 3600.0
@@ -222,6 +226,10 @@ class _Corrupt(Exception):
     """An entry failed a check; ``str`` is the reason."""
 
 
+class _NotRemote(Exception):
+    """The remote store has no committed entry for the key."""
+
+
 def _read_meta(entry_dir: Path) -> dict:
     """The parsed ``meta.json`` of an entry, or raise :class:`_Corrupt`."""
     try:
@@ -264,7 +272,9 @@ class Cache:
 
     ``on_event`` receives one-line human messages about rebuilds (default: a warning on
     the ``robustness_harness.store.cache`` logger). ``lock_timeout`` bounds the wait for another
-    process's build (``None``: wait as long as it takes).
+    process's build (``None``: wait as long as it takes). With a ``remote`` store, an entry
+    missing here is downloaded from it when it has one, and an entry built here is
+    uploaded to it (``robustness_harness.store.remote``); ``downloads`` counts the first.
     """
 
     def __init__(
@@ -273,20 +283,29 @@ class Cache:
         *,
         on_event: Callable[[str], None] | None = None,
         lock_timeout: float | None = None,
+        remote: RemoteStore | None = None,
     ) -> None:
         self.root = Path(root).expanduser().absolute()
         self.on_event = on_event if on_event is not None else _log.warning
         self.lock_timeout = lock_timeout
+        self.remote = remote
+        self.downloads = 0
         _check_writable(self.root)
 
     @classmethod
     def from_env(cls, override: str | None = None, **kwargs: Any) -> Cache:
-        """The cache at ``override``, else ``$HARNESS_CACHE``, else ``./.harness-cache``."""
-        root = override or os.environ.get(ENV_VAR) or DEFAULT_DIR
-        return cls(root, **kwargs)
+        """The cache at ``override``, else ``$HARNESS_CACHE``, else ``./.harness-cache``.
+        A URL (``s3://bucket/prefix``) is a remote store read through the local directory
+        ``$HARNESS_LOCAL_CACHE`` (default ``./.harness-cache``)."""
+        location = override or os.environ.get(ENV_VAR) or DEFAULT_DIR
+        if is_url(location):
+            local = os.environ.get(LOCAL_ENV_VAR) or DEFAULT_DIR
+            return cls(local, remote=RemoteStore(location), **kwargs)
+        return cls(location, **kwargs)
 
     def __repr__(self) -> str:
-        return f"Cache({str(self.root)!r})"
+        remote = f", remote={self.remote.url!r}" if self.remote is not None else ""
+        return f"Cache({str(self.root)!r}{remote})"
 
     # ------------------------------------------------------------------ lookup
 
@@ -301,12 +320,14 @@ class Cache:
         of the listed files are checked.
         """
         entry, reason = self._inspect(kind, key, hashes=verify)
-        if reason is None:
+        if entry is not None or (reason is None and self.remote is None):
             return entry
         with self._locked(kind, key):
             entry, reason = self._inspect(kind, key, hashes=verify)
             if reason is not None:
                 self._drop_corrupt(kind, key, reason)
+            if entry is None:
+                entry = self._download(kind, key)
         return entry
 
     def get_or_build(
@@ -338,7 +359,48 @@ class Cache:
                 self._drop_corrupt(kind, key, reason)
             elif entry is not None:
                 self.on_event(f"cache entry {kind}/{key}: rebuilding as requested")
-            return self._build(kind, key, build), True
+            if not rebuild:
+                downloaded = self._download(kind, key)
+                if downloaded is not None:
+                    return downloaded, False
+            built = self._build(kind, key, build)
+            self._upload(built)
+            return built, True
+
+    # ----------------------------------------------------------------- remote
+
+    def _download(self, kind: str, key: str) -> Entry | None:
+        """The remote store's entry, committed here as a local entry (lock held)."""
+        if self.remote is None:
+            return None
+        remote = self.remote
+
+        def fill(tmp: Path) -> dict:
+            meta = remote.fetch(kind, key, tmp)
+            if meta is None:
+                raise _NotRemote
+            return {k: v for k, v in meta.items() if k not in RESERVED_META_KEYS}
+
+        try:
+            entry = self._build(kind, key, fill)
+        except _NotRemote:
+            return None
+        except OSError as exc:  # unreachable storage: build here instead
+            self.on_event(f"remote cache {remote.url}: cannot read {kind}/{key} ({exc})")
+            return None
+        self.downloads += 1
+        return entry
+
+    def _upload(self, entry: Entry) -> None:
+        """Share a new local entry through the remote store (failures are warnings)."""
+        if self.remote is None:
+            return
+        try:
+            self.remote.publish(entry.kind, entry.key, entry.path, entry.meta)
+        except OSError as exc:
+            self.on_event(
+                f"remote cache {self.remote.url}: cannot write {entry.kind}/{entry.key} ({exc})"
+            )
 
     # ---------------------------------------------------------------- listing
 
@@ -479,7 +541,7 @@ class Cache:
     def _locked(self, kind: str, key: str, timeout: float | None = None) -> Iterator[None]:
         """Hold the per-key file lock (creating the directories it needs)."""
         lock_dir = self.root / _check_name(kind, "kind") / ".locks"
-        _make_dirs(lock_dir, self.root)
+        make_dirs(lock_dir, CacheError, "the harness cache directory", file=self.root, hint=_FIX)
         lock_path = lock_dir / f"{_check_name(key, 'key')}.lock"
         wait = self.lock_timeout if timeout is None else timeout
         lock = FileLock(lock_path, timeout=-1 if wait is None else wait)
@@ -591,12 +653,19 @@ def _check_writable(root: Path) -> None:
     )
 
 
-def _make_dirs(path: Path, root: Path) -> None:
+def make_dirs(
+    path: Path,
+    error: type[HarnessError],
+    what: str,
+    *,
+    file: Path,
+    field: str | None = None,
+    hint: str | None = None,
+) -> None:
+    """Create ``path`` and its missing parents; failing, raise ``error`` located at
+    ``file`` and ``field`` with the message ``cannot create <what>: <reason>``."""
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise CacheError(
-            f"cannot create the harness cache directory: {exc.strerror or exc}",
-            file=root,
-            hint=_FIX,
-        ) from None
+        reason = exc.strerror or exc
+        raise error(f"cannot create {what}: {reason}", file=file, field=field, hint=hint) from None

@@ -16,7 +16,7 @@ import types
 import typing
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import (
     BaseModel,
@@ -50,6 +50,7 @@ from robustness_harness.suite.problems import (
 )
 from robustness_harness.suite.thresholds import DECIDE_MODES, REDUCTIONS
 from robustness_harness.train import adversarial_finetune, augment, samplers
+from robustness_harness.train.finetune import RECIPE_DEFAULTS
 from robustness_harness.user_code import as_model_entry
 
 # --------------------------------------------------------------------------------------
@@ -188,7 +189,18 @@ def _resolve_path(value: str, info: ValidationInfo, *, directory: bool) -> str:
 
 
 class _Spec(BaseModel):
+    """A suite section; with ``SECTION`` set, an unknown key is one problem naming it and
+    the known keys (``check_keys``)."""
+
     model_config = ConfigDict(extra="forbid")
+    SECTION: ClassVar[str | None] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        if cls.SECTION is not None and isinstance(data, dict):
+            check_keys(data, _field_names(cls), cls.SECTION)
+        return data
 
 
 # --------------------------------------------------------------------------------------
@@ -201,12 +213,7 @@ class NormalizeSpec(_Spec):
     mean: list[Number] = Field(min_length=1, max_length=3)
     std: list[Number] = Field(min_length=1, max_length=3)
 
-    @model_validator(mode="before")
-    @classmethod
-    def _keys(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            check_keys(data, _field_names(cls), "normalize")
-        return data
+    SECTION = "normalize"
 
     @field_validator("std")
     @classmethod
@@ -239,12 +246,7 @@ class InputSpec(_Spec):
     grayscale: bool = False
     size: list[Int] | None = Field(None, min_length=2, max_length=2)
 
-    @model_validator(mode="before")
-    @classmethod
-    def _keys(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            check_keys(data, _field_names(cls), "input")
-        return data
+    SECTION = "input"
 
     @field_validator("normalize", mode="before")
     @classmethod
@@ -321,12 +323,7 @@ class ModelSpec(_Spec):
     labels: LabelKind = "index"
     input: InputSpec | None = None
 
-    @model_validator(mode="before")
-    @classmethod
-    def _keys(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            check_keys(data, _field_names(cls), "model")
-        return data
+    SECTION = "model"
 
     @field_validator("name")
     @classmethod
@@ -403,12 +400,7 @@ class CocoSource(_Spec):
     images: str
     annotations: str
 
-    @model_validator(mode="before")
-    @classmethod
-    def _keys(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            check_keys(data, _field_names(cls), "coco")
-        return data
+    SECTION = "coco"
 
     @field_validator("images")
     @classmethod
@@ -469,12 +461,7 @@ class DataSpec(_Spec):
         """A training set exists: a registered dataset's train split, or ``train``."""
         return self.name is not None or self.train is not None
 
-    @model_validator(mode="before")
-    @classmethod
-    def _keys(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            check_keys(data, _field_names(cls), "data")
-        return data
+    SECTION = "data"
 
     @field_validator("name")
     @classmethod
@@ -661,7 +648,9 @@ class AdversarialSpec(_Spec):
     @field_validator("method", mode="before")
     @classmethod
     def _method(cls, value: object) -> object:
-        return check_choice("adversarial", "method", value, adversarial_finetune.ADVERSARIAL_METHODS)
+        return check_choice(
+            "adversarial", "method", value, adversarial_finetune.ADVERSARIAL_METHODS
+        )
 
     @model_validator(mode="after")
     def _one_fgsm_step(self) -> AdversarialSpec:
@@ -676,31 +665,28 @@ class AdversarialSpec(_Spec):
 
 class FinetuneSpec(_Spec):
     """Fine-tuning after compression; ``seed`` None means the variant's/suite's seed.
+    The defaults are ``TrainRecipe``'s (``robustness_harness.train.finetune``), which the
+    session builds from these fields by name (``recipe_from``).
 
     ``sampler`` (with ``rfs_threshold``, ``beta``, ``lam``) balances classes as in
     ``robustness_harness.train.samplers``; ``augment: naturalistic`` adds photometric augmentation;
     ``adversarial`` trains on adversarial batches.
     """
 
-    epochs: Int = Field(1, ge=0)
-    lr: Number = Field(1e-3, gt=0)
-    batch_size: Int = Field(16, ge=1)
-    weight_decay: Number = Field(1e-4, ge=0)
+    epochs: Int = Field(RECIPE_DEFAULTS.epochs, ge=0)
+    lr: Number = Field(RECIPE_DEFAULTS.lr, gt=0)
+    batch_size: Int = Field(RECIPE_DEFAULTS.batch_size, ge=1)
+    weight_decay: Number = Field(RECIPE_DEFAULTS.weight_decay, ge=0)
     seed: Int | None = Field(None, ge=0)
-    sampler: str = "uniform"
-    rfs_threshold: Number | None = None
-    beta: Number | None = None
-    lam: Number = 1.0
-    augment: str = "none"
+    sampler: str = RECIPE_DEFAULTS.sampler
+    rfs_threshold: Number | None = RECIPE_DEFAULTS.rfs_threshold
+    beta: Number | None = RECIPE_DEFAULTS.beta
+    lam: Number = RECIPE_DEFAULTS.lam
+    augment: str = RECIPE_DEFAULTS.augment
     adversarial: AdversarialSpec | None = None
-    max_steps: Int | None = Field(None, ge=1)
+    max_steps: Int | None = Field(RECIPE_DEFAULTS.max_steps, ge=1)
 
-    @model_validator(mode="before")
-    @classmethod
-    def _keys(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            check_keys(data, _field_names(cls), "finetune")
-        return data
+    SECTION = "finetune"
 
     @field_validator("sampler", mode="before")
     @classmethod
@@ -1081,12 +1067,7 @@ class EvalSpec(_Spec):
 
     batch_size: Int | None = Field(None, ge=1)
 
-    @model_validator(mode="before")
-    @classmethod
-    def _keys(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            check_keys(data, _field_names(cls), "eval")
-        return data
+    SECTION = "eval"
 
 
 # --------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ weights and the caller's global RNG state is left untouched.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -79,6 +80,24 @@ class TrainRecipe:
         if self.augment not in AUGMENTS:
             raise ValueError(f"augment must be one of {', '.join(AUGMENTS)}, got {self.augment!r}")
         object.__setattr__(self, "adversarial", AdversarialTraining.coerce(self.adversarial))
+
+
+RECIPE_DEFAULTS = TrainRecipe()
+"""Every training default in one place: a suite's ``finetune:`` (``FinetuneSpec``) takes
+its defaults from here."""
+
+
+def recipe_from(settings: Any, seed: int) -> TrainRecipe:
+    """The recipe of a suite's ``finetune:``: each ``TrainRecipe`` field that ``settings``
+    has (by name), the others at their defaults; ``seed`` when its own is None."""
+    values = {
+        f.name: getattr(settings, f.name)
+        for f in dataclasses.fields(TrainRecipe)
+        if hasattr(settings, f.name)
+    }
+    if values.get("seed") is None:
+        values["seed"] = seed
+    return TrainRecipe(**values)
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """A metric tester in torchmetrics' ``MetricTester`` habit: run a registered metric the way
-the harness does (``METRICS.get(name)(*inputs, **params)``) on shared, seeded cases and
+the harness does (``METRICS.get(name)(MetricInputs(...), **params)``) on shared, seeded cases and
 compare its value with a reference implementation, bit-exact or within a stated tolerance.
 
 Each registered metric gets one ``Entry`` in ``tests/metrics/test_metric_references.py``:
@@ -20,6 +20,7 @@ import numpy as np
 
 from robustness_harness.inference.predictions import ClassPredictions, DetectionPredictions
 from robustness_harness.metrics import METRICS
+from robustness_harness.metrics.base import MetricInputs
 from robustness_harness.metrics.context import CorruptionGrid
 from tests.metrics.conftest import make_gt, make_preds, xyxy
 from tests.metrics.hand_cases import Targets
@@ -183,8 +184,16 @@ class MetricTester:
     """Checks registered metrics against their ``Entry``."""
 
     def run_metric(self, name: str, inputs: Sequence[Any], params: Mapping[str, Any]) -> Any:
-        """The metric's value as the harness computes it."""
-        return METRICS.get(name)(*inputs, **params).value
+        """The metric's value as the harness computes it: one ``MetricInputs`` of a case's
+        positional inputs (``(preds, data)``, ``(preds, baseline_preds, data)`` or
+        ``(grid,)``), bound to the function's parameters by name."""
+        if len(inputs) == 1:
+            one = MetricInputs(grid=inputs[0])
+        else:
+            one = MetricInputs(
+                data=inputs[-1], preds=inputs[0], baseline_preds=(inputs[1:-1] or [None])[0]
+            )
+        return METRICS.get(name)(one, **params).value
 
     def check(self, name: str, entry: Entry) -> int:
         """Assert the entry holds; returns the number of cases compared."""

@@ -28,7 +28,7 @@ from robustness_harness.metrics.coco_backend import (
     get_backend,
     results_array,
 )
-from robustness_harness.metrics.detection import clear_memo, coco_evaluate
+from robustness_harness.metrics.detection import coco_evaluate
 
 # faster-coco-eval is not bit-exact (found by this test): pycocotools computes precision
 # as tp / (tp + fp + eps), faster-coco-eval without the eps. Shrunk counterexample: one
@@ -187,7 +187,6 @@ def test_env_var_switches_the_engine_of_metrics(monkeypatch: pytest.MonkeyPatch)
             )
         }
     )
-    clear_memo()
     seen: list[str] = []
     real = coco_backend.CocoBackend.evaluate
 

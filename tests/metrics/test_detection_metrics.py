@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import copy
+import json
 import math
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+import PIL.Image
 import pytest
 
 import robustness_harness.metrics
+from robustness_harness.data.coco import CocoDetectionData
 from robustness_harness.errors import HarnessError
 from robustness_harness.inference.predictions import DetectionPredictions, Detections
 from robustness_harness.metrics import METRICS, coco_evaluate
-from robustness_harness.metrics.detection import GT_FINGERPRINT_KEY, clear_memo
+from robustness_harness.metrics.coco_memo import CocoMemo, coco_memo
+from robustness_harness.metrics.detection import GT_FINGERPRINT_KEY, evaluate_targets
 
 A, B, C = (10.0, 20.0, 12.0, 10.0), (100.0, 100.0, 50.0, 40.0), (300.0, 200.0, 150.0, 120.0)
 STATS = {"map": 0, "ap50": 1, "ap75": 2, "ap_small": 3, "ap_medium": 4, "ap_large": 5, "ar100": 8}
@@ -98,13 +103,14 @@ def test_memo_returns_the_same_result_and_sees_mutation(
     coco_ref: SimpleNamespace, case: tuple[dict[str, Any], DetectionPredictions]
 ) -> None:
     gt, preds = case
-    clear_memo()
-    first = coco_evaluate(gt, preds)
-    assert coco_evaluate(copy.deepcopy(gt), preds) is first
-    assert coco_evaluate(gt, preds, image_ids=[1, 2, 3]) is not first
+    memo = CocoMemo()
+    first = coco_evaluate(gt, preds, memo=memo)
+    assert coco_evaluate(copy.deepcopy(gt), preds, memo=memo) is first
+    assert coco_evaluate(gt, preds, image_ids=[1, 2, 3], memo=memo) is not first
+    assert coco_evaluate(gt, preds) is not first  # no memo: computed afresh
     assert not first.stats.flags.writeable and not first.precision.flags.writeable
     gt["annotations"][0]["bbox"][0] += 3.0
-    moved = coco_evaluate(gt, preds)
+    moved = coco_evaluate(gt, preds, memo=memo)
     assert moved is not first and moved.stats[0] != first.stats[0]
     coco_ref.assert_same(moved, coco_ref.evaluate(gt, preds.to_coco_results()))
 
@@ -113,10 +119,28 @@ def test_precomputed_fingerprint_is_trusted(
     case: tuple[dict[str, Any], DetectionPredictions],
 ) -> None:
     gt, preds = case
-    clear_memo()
-    first = coco_evaluate({**gt, GT_FINGERPRINT_KEY: "v1"}, preds)
-    assert coco_evaluate({**gt, GT_FINGERPRINT_KEY: "v1", "annotations": []}, preds) is first
-    assert coco_evaluate({**gt, GT_FINGERPRINT_KEY: "v2"}, preds) is not first
+    memo = CocoMemo()
+    first = coco_evaluate({**gt, GT_FINGERPRINT_KEY: "v1"}, preds, memo=memo)
+    again = coco_evaluate({**gt, GT_FINGERPRINT_KEY: "v1", "annotations": []}, preds, memo=memo)
+    assert again is first
+    assert coco_evaluate({**gt, GT_FINGERPRINT_KEY: "v2"}, preds, memo=memo) is not first
+
+
+def test_the_memo_lives_in_the_data_and_its_views(
+    tmp_path: Path, case: tuple[dict[str, Any], DetectionPredictions]
+) -> None:
+    gt, preds = case
+    images = [{"file_name": f"{img['id']}.png", **img} for img in gt["images"]]
+    for img in images:
+        size = (int(img.get("width", 64)), int(img.get("height", 64)))
+        PIL.Image.new("RGB", size).save(tmp_path / img["file_name"])
+    (tmp_path / "gt.json").write_text(json.dumps({**gt, "images": images}))
+    data = CocoDetectionData.load(tmp_path, tmp_path / "gt.json")
+    first = evaluate_targets(preds, data)
+    assert evaluate_targets(preds, data.subset(data.image_ids)) is first
+    view = data.subset(data.image_ids[:2])
+    assert coco_memo(data) is coco_memo(view) is data.derived["coco"]
+    assert coco_memo({"images": []}) is None  # plain gt dicts carry no memo
 
 
 def _preds(image_id: int, box: list[float], score: float, cat: int) -> DetectionPredictions:

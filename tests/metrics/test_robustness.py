@@ -22,22 +22,20 @@ from robustness_harness.metrics.robustness import (
 
 FAMILIES = {"gaussian_noise": "noise", "shot_noise": "noise", "fog": "weather"}
 
+
+def _grid(
+    clean: float, baseline: CorruptionGrid | None = None, **scores: tuple[float, float]
+) -> CorruptionGrid:
+    """A grid over ``FAMILIES``: ``scores[corruption]`` at severities 1 and 2."""
+    values = {(c, s): v for c, pair in scores.items() for s, v in enumerate(pair, start=1)}
+    return CorruptionGrid(clean=clean, values=values, families=FAMILIES, baseline=baseline)
+
+
 # Baseline: clean 0.9.
 #   gaussian_noise: 0.6, 0.4   errors 0.4 + 0.6 = 1.0
 #   shot_noise:     0.8, 0.6   errors 0.2 + 0.4 = 0.6
 #   fog:            0.7, 0.5   errors 0.3 + 0.5 = 0.8
-BASELINE = CorruptionGrid(
-    clean=0.9,
-    values={
-        ("gaussian_noise", 1): 0.6,
-        ("gaussian_noise", 2): 0.4,
-        ("shot_noise", 1): 0.8,
-        ("shot_noise", 2): 0.6,
-        ("fog", 1): 0.7,
-        ("fog", 2): 0.5,
-    },
-    families=FAMILIES,
-)
+BASELINE = _grid(0.9, gaussian_noise=(0.6, 0.4), shot_noise=(0.8, 0.6), fog=(0.7, 0.5))
 
 # Candidate: clean 0.8.
 #   gaussian_noise: 0.5, 0.3   errors 1.2   CE = 1.2 / 1.0 = 1.2
@@ -47,19 +45,7 @@ BASELINE = CorruptionGrid(
 # mCE = (1.2 + 7/6 + 1.25) / 3 = 3.6166.../3
 # noise:   mPC = 2.1 / 4 = 0.525, rPC = 0.525 / 0.8 = 0.65625, mCE = (1.2 + 7/6) / 2
 # weather: mPC = 0.5, rPC = 0.625, mCE = 1.25
-CANDIDATE = CorruptionGrid(
-    clean=0.8,
-    values={
-        ("gaussian_noise", 1): 0.5,
-        ("gaussian_noise", 2): 0.3,
-        ("shot_noise", 1): 0.8,
-        ("shot_noise", 2): 0.5,
-        ("fog", 1): 0.6,
-        ("fog", 2): 0.4,
-    },
-    families=FAMILIES,
-    baseline=BASELINE,
-)
+CANDIDATE = _grid(0.8, BASELINE, gaussian_noise=(0.5, 0.3), shot_noise=(0.8, 0.5), fog=(0.6, 0.4))
 
 
 def test_plain_formulas() -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from xml.etree import ElementTree
+
 import pytest
 import torch
 
@@ -72,6 +75,44 @@ def suite_text(name: str, variants: str, checks: str, *, seed: int | None = None
         "variants:\n"
         "  dense: {}\n"
         f"{variants}"
+        "checks:\n"
+        f"{checks}"
+    )
+
+
+# The variants of a `str.format` suite template (braces doubled): ``dense``, the
+# baseline, and ``sparse`` (global magnitude pruning to 30 %); the checks follow.
+DENSE_AND_SPARSE_30 = """\
+baseline: dense
+variants:
+  dense: {{}}
+  sparse:
+    compress: [{{prune: {{method: global_magnitude, sparsity: 0.3}}}}]
+checks:
+"""
+
+
+def junit_properties(path: Path) -> dict[str, dict[str, str]]:
+    """``{test name: {property: value}}`` of a ``--junitxml`` file."""
+    junit = ElementTree.parse(path)
+    return {
+        case.get("name", ""): {p.get("name", ""): p.get("value", "") for p in case.iter("property")}
+        for case in junit.iter("testcase")
+    }
+
+
+def toysigns_suite(name: str, checks: str) -> str:
+    """A toysigns-cnn suite on toysigns/val (360 training, 60 validation images) with
+    variants ``dense`` (the baseline) and ``magnitude-50``; ``checks`` are indented YAML
+    lines placed under ``checks:`` (an ``apply:`` block may follow them)."""
+    return (
+        f"\nsuite: {name}\n"
+        "model: {name: toysigns-cnn}\n"
+        "data: {name: toysigns, split: val, params: {n_train: 360, n_val: 60}}\n"
+        "baseline: dense\n"
+        "variants:\n"
+        "  dense: {}\n"
+        f"{magnitude(50)}"
         "checks:\n"
         f"{checks}"
     )

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-SUITE = """
-suite: agp
-model: {name: toydrive-fcos}
-data: {name: toydrive, split: val}
-baseline: dense
-variants:
-  dense: {}
+from tests.plugin.suite_texts import suite_text
+
+pytestmark = pytest.mark.slow  # every test here builds or trains a variant
+
+SUITE = suite_text(
+    "agp",
+    """\
   agp-60:
     compress:
       - prune: {method: global_magnitude, sparsity: 0.6, schedule: agp, steps: 3, prune_every: 2}
@@ -18,11 +18,13 @@ variants:
   l1-agp-50:
     compress:
       - prune: {method: l1_filter, sparsity: 0.5, schedule: agp, steps: 2, prune_every: 1}
-checks:
+""",
+    """\
   clean_map_drop: {metric: map, drop_max: 1.0}
   size: {metric: size, measure: sparsity, min: 0.59}
 apply: {size: [agp-60]}
-"""
+""",
+)
 
 
 def test_agp_variant_builds_prunes_gradually_and_reaches_the_target(

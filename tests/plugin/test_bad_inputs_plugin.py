@@ -15,22 +15,20 @@ from safetensors.torch import load_file, save_file
 
 from robustness_harness.data.toydrive import generate_toydrive
 from robustness_harness_models.toydrive import WEIGHTS_FILE
+from tests.plugin.suite_texts import DENSE_AND_SPARSE_30
 
-SUITE = """
+SUITE = (
+    """
 suite: user
 model: {{factory: "{factory}", checkpoint: {checkpoint}}}
 data:
   coco: {{images: {images}, annotations: {annotations}}}
   train: {{images: {images}, annotations: train.json}}
 seed: 0
-baseline: dense
-variants:
-  dense: {{}}
-  sparse:
-    compress: [{{prune: {{method: global_magnitude, sparsity: 0.3}}}}]
-checks:
-  clean_map_drop: {{metric: map, drop_max: 1.0}}
 """
+    + DENSE_AND_SPARSE_30
+    + "  clean_map_drop: {{metric: map, drop_max: 1.0}}\n"
+)
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +81,7 @@ def run(user: pytest.Pytester, *extra: str, **fields: str) -> str:
     return out
 
 
+@pytest.mark.slow
 def test_good_inputs_pass(user: pytest.Pytester) -> None:
     (user.path / "suite.yaml").write_text(
         SUITE.format(
@@ -97,6 +96,7 @@ def test_good_inputs_pass(user: pytest.Pytester) -> None:
     )
 
 
+@pytest.mark.slow
 def test_drop_gate_against_a_zero_baseline(user: pytest.Pytester) -> None:
     out = run(user, factory="userfactory:blind")
     assert (

@@ -10,19 +10,11 @@ import torch
 
 from robustness_harness.data.toysigns import TOYSIGNS_CLASSES
 from tests.plugin.bad_models import FACTORIES
+from tests.plugin.suite_texts import DENSE_AND_SPARSE_30
 
-SUITE = """
-suite: bad
-model: {model}
-data: {data}
-baseline: dense
-variants:
-  dense: {{}}
-  sparse:
-    compress: [{{prune: {{method: global_magnitude, sparsity: 0.3}}}}]
-checks:
-{checks}
-"""
+pytestmark = pytest.mark.slow  # every test here builds or trains a variant
+
+SUITE = "\nsuite: bad\nmodel: {model}\ndata: {data}\n" + DENSE_AND_SPARSE_30 + "{checks}\n"
 
 
 @pytest.fixture
@@ -50,42 +42,64 @@ def run(user: pytest.Pytester, *, failed: int, **fields: str) -> str:
     return out
 
 
-def test_corruptions_on_images_under_32_px(user: pytest.Pytester) -> None:
-    out = run(
-        user,
-        failed=1,
-        model="{name: toysigns-cnn}",
-        data="{name: toysigns, split: val, params: {n_train: 40, n_val: 12, image_size: 24}}",
-        checks="  fog: {metric: mpc, corruptions: [fog, snow], severities: [1], ratio_min: 0}",
-    )
-    assert "bad.yaml: checks.fog.corruptions: image " in out
-    # corrupted images are made one corruption at a time: the first one is named
-    assert "is 24x24 px, but corruption fog needs at least 32 px per side" in out
-    assert "(fix: resize the images with data.transform" in out
-
-
-def test_model_that_cannot_take_the_image_size(user: pytest.Pytester) -> None:
-    out = run(
-        user,
-        failed=3,  # min: 0 gates the baseline too
-        model='{factory: "userfactories:flat28", task: classification, checkpoint: ../flat.pt}',
-        data="{name: toysigns, split: val, params: {n_train: 40, n_val: 12}}",
-        checks="  accuracy: {metric: accuracy, drop_max: 1}\n  top: {metric: accuracy, min: 0}",
-    )
-    assert "bad.yaml: model: model failed on a batch of shape (" in out
-    assert ", 3, 32, 32) from data ClassificationData(" in out
-    assert "mat1 and mat2 shapes cannot be multiplied" in out
-    assert "(fix: set model.input.size or data.transform" in out
-
-
-def test_pgd_map_on_a_detector_without_losses(user: pytest.Pytester) -> None:
-    out = run(
-        user,
-        failed=1,
-        model='{factory: "userfactories:eval_only", task: detection, checkpoint: ../det.pt}',
-        data="{name: toydrive, split: val, params: {n_train: 4, n_val: 3, image_size: 64}}",
-        checks="  pgd: {metric: pgd_map, eps: 1/255, steps: 1, images: 2, drop_max: 1}",
-    )
-    assert "bad.yaml: checks.pgd.metric: pgd_map needs a torchvision-style detector" in out
-    assert "EvalOnly.forward(images, targets) raised TypeError" in out
-    assert "(fix: drop the check for this model via `apply:`" in out
+@pytest.mark.parametrize(
+    ("failed", "fields", "expected"),
+    [
+        pytest.param(
+            1,
+            {
+                "model": "{name: toysigns-cnn}",
+                "data": "{name: toysigns, split: val, params: {n_train: 40, n_val: 12, "
+                "image_size: 24}}",
+                "checks": "  fog: {metric: mpc, corruptions: [fog, snow], severities: [1], "
+                "ratio_min: 0}",
+            },
+            [
+                "bad.yaml: checks.fog.corruptions: image ",
+                # corrupted images are made one corruption at a time: the first one is named
+                "is 24x24 px, but corruption fog needs at least 32 px per side",
+                "(fix: resize the images with data.transform",
+            ],
+            id="corruptions_on_images_under_32_px",
+        ),
+        pytest.param(
+            3,  # min: 0 gates the baseline too
+            {
+                "model": '{factory: "userfactories:flat28", task: classification, '
+                "checkpoint: ../flat.pt}",
+                "data": "{name: toysigns, split: val, params: {n_train: 40, n_val: 12}}",
+                "checks": "  accuracy: {metric: accuracy, drop_max: 1}\n"
+                "  top: {metric: accuracy, min: 0}",
+            },
+            [
+                "bad.yaml: model: model failed on a batch of shape (",
+                ", 3, 32, 32) from data ClassificationData(",
+                "mat1 and mat2 shapes cannot be multiplied",
+                "(fix: set model.input.size or data.transform",
+            ],
+            id="model_that_cannot_take_the_image_size",
+        ),
+        pytest.param(
+            1,
+            {
+                "model": '{factory: "userfactories:eval_only", task: detection, '
+                "checkpoint: ../det.pt}",
+                "data": "{name: toydrive, split: val, params: {n_train: 4, n_val: 3, "
+                "image_size: 64}}",
+                "checks": "  pgd: {metric: pgd_map, eps: 1/255, steps: 1, images: 2, drop_max: 1}",
+            },
+            [
+                "bad.yaml: checks.pgd.metric: pgd_map needs a torchvision-style detector",
+                "EvalOnly.forward(images, targets) raised TypeError",
+                "(fix: drop the check for this model via `apply:`",
+            ],
+            id="pgd_map_on_a_detector_without_losses",
+        ),
+    ],
+)
+def test_gate_fails_with_one_line(
+    user: pytest.Pytester, failed: int, fields: dict[str, str], expected: list[str]
+) -> None:
+    out = run(user, failed=failed, **fields)
+    for fragment in expected:
+        assert fragment in out

@@ -34,6 +34,7 @@ SUITE = suite_text(
 )
 
 
+@pytest.mark.slow
 def test_custom_metric_gates_from_yaml(suite_dir: pytest.Pytester) -> None:
     suite_dir.makeconftest(CONFTEST)
     (suite_dir.path / "suites" / "custom.yaml").write_text(SUITE)

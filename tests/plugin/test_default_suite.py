@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+pytestmark = pytest.mark.slow  # every test here builds or trains a variant
+
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -16,21 +16,19 @@ from typing import Any
 
 import pytest
 
-SUITE = """
-suite: det
-model: {name: toydrive-fcos}
-data: {name: toydrive, split: val}
-seed: 3
-baseline: dense
-variants:
-  dense: {}
+from tests.plugin.suite_texts import suite_text
+
+SUITE = suite_text(
+    "det",
+    """\
   magnitude-50:
     compress: [{prune: {method: global_magnitude, sparsity: 0.5}}]
     finetune: {epochs: 1, max_steps: 3, batch_size: 4, augment: naturalistic}
   filters-30:
     compress: [{prune: {method: l1_filter, sparsity: 0.3}}]
     finetune: {epochs: 1, max_steps: 3, batch_size: 4, sampler: rfs, rfs_threshold: 0.3}
-checks:
+""",
+    """\
   map: {metric: map, drop_max: 1.0}
   worst_class: {metric: per_class_ap, reduce: worst_drop, max: 1.0}
   calibration: {metric: ece, bins: 10, increase_max: 1.0}
@@ -38,7 +36,9 @@ checks:
                severities: [2], images: 8, ratio_min: 0}
   pgd: {metric: pgd_map, eps: 1/255, alpha: 0.5/255, steps: 2, images: 6, drop_max: 1.0}
   flips: {metric: flip_rate, max: 1.0}
-"""
+""",
+    seed=3,
+)
 
 
 def _values(root: Path, workers: str, data_root: Path) -> dict[tuple[str, str], Any]:

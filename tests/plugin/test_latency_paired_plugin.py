@@ -5,33 +5,22 @@ properties, results.json, the failure message). An absolute ``max`` stays unpair
 from __future__ import annotations
 
 import json
-from xml.etree import ElementTree
 
 import numpy as np
 import pytest
 
-SUITE = """
-suite: lat
-model: {name: toysigns-cnn}
-data: {name: toysigns, split: val, params: {n_train: 360, n_val: 60}}
-baseline: dense
-variants:
-  dense: {}
-  magnitude-50:
-    compress: [{prune: {method: global_magnitude, sparsity: 0.5}}]
-checks:
+from tests.plugin.suite_texts import junit_properties, toysigns_suite
+
+pytestmark = pytest.mark.slow  # every test here builds or trains a variant
+
+SUITE = toysigns_suite(
+    "lat",
+    """\
   latency: {metric: latency_ms, iters: 7, warmup: 1, threads: 1, ratio_max: RATIO}
   latency_abs: {metric: latency_ms, iters: 4, warmup: 1, max: 100000}
 apply: {latency: [magnitude-50], latency_abs: [magnitude-50]}
-"""
-
-
-def _properties(path: object) -> dict[str, dict[str, str]]:
-    junit = ElementTree.parse(path)  # type: ignore[arg-type]
-    return {
-        case.get("name", ""): {p.get("name", ""): p.get("value", "") for p in case.iter("property")}
-        for case in junit.iter("testcase")
-    }
+""",
+)
 
 
 def test_ratio_gate_is_paired_and_records_the_spread(suite_dir: pytest.Pytester) -> None:
@@ -41,7 +30,7 @@ def test_ratio_gate_is_paired_and_records_the_spread(suite_dir: pytest.Pytester)
     result.assert_outcomes(passed=2)
     assert "measured latency_ms of lat/magnitude-50 with dense" in result.stdout.str()
 
-    props = _properties(suite_dir.path / "out.xml")
+    props = junit_properties(suite_dir.path / "out.xml")
     paired = props["latency"]
     assert paired["harness_paired"] == "True" and paired["harness_rounds"] == "3"
     low, high = float(paired["harness_round_ratio_min"]), float(paired["harness_round_ratio_max"])

@@ -22,6 +22,7 @@ def test_item_ids(suite_dir: pytest.Pytester) -> None:
     assert "dense::" not in result.stdout.str()  # the baseline is not gated on relative checks
 
 
+@pytest.mark.slow
 def test_passing_suite_then_cache_reuse(suite_dir: pytest.Pytester) -> None:
     (suite_dir.path / "suites" / "tiny.yaml").write_text(GOOD_SUITE)
     first = suite_dir.runpytest("suites", "--junitxml=junit.xml")
@@ -39,6 +40,7 @@ def test_passing_suite_then_cache_reuse(suite_dir: pytest.Pytester) -> None:
     assert "predicted" not in second.stdout.str()
 
 
+@pytest.mark.slow
 def test_failing_suite_message(suite_dir: pytest.Pytester) -> None:
     (suite_dir.path / "suites" / "bad.yaml").write_text(BAD_SUITE)
     result = suite_dir.runpytest("suites")

@@ -3,20 +3,15 @@ corruptions, attacks, calibration, stability, size, latency and the CUDA skip.""
 
 from __future__ import annotations
 
-from xml.etree import ElementTree
-
 import pytest
 
-SUITE = """
-suite: signs
-model: {name: toysigns-cnn}
-data: {name: toysigns, split: val, params: {n_train: 360, n_val: 60}}
-baseline: dense
-variants:
-  dense: {}
-  magnitude-50:
-    compress: [{prune: {method: global_magnitude, sparsity: 0.5}}]
-checks:
+from tests.plugin.suite_texts import junit_properties, toysigns_suite
+
+pytestmark = pytest.mark.slow  # every test here builds or trains a variant
+
+SUITE = toysigns_suite(
+    "signs",
+    """\
   accuracy: {metric: accuracy, drop_max: 1}
   worst_class: {metric: per_class_accuracy, reduce: worst_drop, max: 1}
   noise_mpc: {metric: mpc, corruptions: noise, severities: [1, 5], ratio_min: 0}
@@ -30,15 +25,8 @@ checks:
   size: {metric: size, measure: nonzero_params, ratio_max: 0.6}
   latency: {metric: latency_ms, iters: 3, warmup: 1, ratio_max: 100}
   latency_cuda: {metric: latency_ms, device: cuda, iters: 3, ratio_max: 100}
-"""
-
-
-def _properties(path: object) -> dict[str, dict[str, str]]:
-    junit = ElementTree.parse(path)  # type: ignore[arg-type]
-    return {
-        case.get("name", ""): {p.get("name", ""): p.get("value", "") for p in case.iter("property")}
-        for case in junit.iter("testcase")
-    }
+""",
+)
 
 
 def test_robustness_checks_run_cache_and_skip_without_gpu(suite_dir: pytest.Pytester) -> None:
@@ -52,7 +40,7 @@ def test_robustness_checks_run_cache_and_skip_without_gpu(suite_dir: pytest.Pyte
     if not gpu:
         assert "device 'cuda' requested but no CUDA GPU is present" in out
     assert "corruptions: predicting signs/magnitude-50 under 6 (corruption, severity)" in out
-    props = _properties(suite_dir.path / "first.xml")
+    props = junit_properties(suite_dir.path / "first.xml")
     mpc = props["noise_mpc"]
     assert mpc["harness_metric"] == "mpc"
     assert 0 < float(mpc["harness_value"]) <= 1
@@ -69,7 +57,7 @@ def test_robustness_checks_run_cache_and_skip_without_gpu(suite_dir: pytest.Pyte
     warm = second.stdout.str()
     assert "corruptions: predicting" not in warm and "built checkpoint" not in warm
     assert "measured pgd_accuracy" not in warm  # attack results are cached values
-    again = _properties(suite_dir.path / "second.xml")
+    again = junit_properties(suite_dir.path / "second.xml")
     deterministic = ("noise_mpc", "noise_rpc", "ece_under_fog", "pgd", "fgsm", "flips", "saliency")
     for check in deterministic:
         assert again[check]["harness_value"] == props[check]["harness_value"], check

@@ -10,6 +10,8 @@ import pytest
 
 from tests.plugin.suite_texts import magnitude, suite_text
 
+pytestmark = pytest.mark.slow  # every test here builds or trains a variant
+
 SUITE = suite_text(
     "snap",
     magnitude(30) + magnitude(50),

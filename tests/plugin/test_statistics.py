@@ -8,6 +8,8 @@ import pytest
 
 from tests.plugin.suite_texts import magnitude, suite_text
 
+pytestmark = pytest.mark.slow  # every test here builds or trains a variant
+
 SUITE = suite_text(
     "tiny",
     magnitude(30, "finetune: {epochs: 1, max_steps: 1, batch_size: 2}", "runs: 2"),

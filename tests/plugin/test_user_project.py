@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.plugin.suite_texts import suite_text
+
 REPO = Path(__file__).resolve().parents[2]
 IMPORT_NAMES = {"robustness_harness", "robustness_harness_models", "robustness_harness_pytest"}
 
@@ -49,16 +51,7 @@ checks:
   accuracy: {metric: accuracy, min: 0.0}
 """
 
-EMBEDDED_SUITE = """
-suite: embedded
-model: {name: toydrive-fcos}
-data: {name: toydrive, split: val}
-baseline: dense
-variants:
-  dense: {}
-checks:
-  clean_map: {metric: map, min: 0.2}
-"""
+EMBEDDED_SUITE = suite_text("embedded", "", "  clean_map: {metric: map, min: 0.2}\n")
 
 
 def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

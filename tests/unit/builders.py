@@ -2,26 +2,48 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+import torch
 
 from robustness_harness.metrics import METRICS
 from robustness_harness.run.decide import Gate, GateMeasurements, Measurement, decide_gate
 from robustness_harness.run.outcome import CheckOutcome, GateStatistics
 from robustness_harness.suite import CheckSpec
+from robustness_harness_models.toydrive import build_toydrive_fcos
+
+
+def fcos_suite_file(directory: Path, text: str) -> Path:
+    """``directory/suite.yaml`` holding ``text``, next to ``w.pt``: the weights of a seeded,
+    untrained ``toydrive-fcos`` (``model: {name: toydrive-fcos, checkpoint: w.pt}``)."""
+    torch.manual_seed(0)
+    torch.save(build_toydrive_fcos().state_dict(), directory / "w.pt")
+    path = directory / "suite.yaml"
+    path.write_text(text)
+    return path
+
+
+def suite_head(variants: str) -> str:
+    """Suite ``s`` of model ``toydrive-fcos`` on dataset ``toydrive`` up to ``checks:``:
+    variant ``dense`` (the baseline), then ``variants`` (indented YAML lines); append
+    indented check lines."""
+    return (
+        "suite: s\n"
+        "model: {name: toydrive-fcos}\n"
+        "data: {name: toydrive}\n"
+        "baseline: dense\n"
+        "variants:\n"
+        "  dense: {}\n"
+        f"{variants}"
+        "checks:\n"
+    )
+
 
 # A suite with variants ``dense`` (the baseline) and ``small`` (pruned by the fake
 # ``_test_prune`` of the ``spec_registries`` fixture) and no checks yet: append indented
 # check lines after the final ``checks:``.
-MINIMAL_SUITE = """\
-suite: s
-model: {name: toydrive-fcos}
-data: {name: toydrive}
-baseline: dense
-variants:
-  dense: {}
-  small: {compress: [{prune: {method: _test_prune, sparsity: 0.5}}]}
-checks:
-"""
+MINIMAL_SUITE = suite_head("  small: {compress: [{prune: {method: _test_prune, sparsity: 0.5}}]}\n")
 
 
 #: The stamps of a gate record (``outcome_record(item_stamps=...)``).

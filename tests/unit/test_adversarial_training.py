@@ -123,6 +123,7 @@ def test_ffgsm_is_one_step_pgd_with_random_start() -> None:
     assert torch.equal(reference, ours)
 
 
+@pytest.mark.slow
 def test_classifier_training_sees_inputs_perturbed_by_exactly_eps() -> None:
     data = _Images()
     recipe = TrainRecipe(epochs=1, lr=1e-2, batch_size=8, warmup_steps=1, hflip=False, seed=1)
@@ -138,6 +139,7 @@ def test_classifier_training_sees_inputs_perturbed_by_exactly_eps() -> None:
     assert not torch.equal(plain.head.weight, adversarial.head.weight)
 
 
+@pytest.mark.slow
 def test_classifier_adversarial_training_is_seeded() -> None:
     data = _Images()
     recipe = TrainRecipe(

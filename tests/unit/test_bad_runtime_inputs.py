@@ -67,6 +67,7 @@ def test_corruptions_on_small_images_name_size_and_fix() -> None:
     )
 
 
+@pytest.mark.slow
 def test_corruption_check_on_small_images_is_one_line(session: HarnessSession, tmp_path) -> None:
     checks = "  noise: {metric: mpc, corruptions: [fog], severities: [1], ratio_min: 0}\n"
     suite = session.suite(_suite(tmp_path, "{name: toysigns-cnn}", TINY_DATA, checks))
@@ -138,6 +139,7 @@ def userfactories(session: HarnessSession) -> None:
     """``userfactories`` importable (the ``session`` fixture puts it on sys.path)."""
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("userfactories")
 def test_pgd_map_without_losses_is_one_line(session: HarnessSession, tmp_path) -> None:
     import userfactories  # type: ignore[import-not-found]

@@ -9,13 +9,13 @@ import re
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
 import pytest
 
 from robustness_harness.store.cache import Cache, cache_key
+from tests.unit.processes import python, race
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="uses POSIX signals")
 
@@ -77,16 +77,6 @@ cache.atomic_write_bytes(Path(sys.argv[1]), b"new" * 2_000_000)
 """
 
 
-def python(script: str, *args: object, **kwargs: object) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(script), *map(str, args)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        **kwargs,  # type: ignore[call-overload]
-    )
-
-
 def scratch(cache: Cache) -> list[str]:
     return sorted(p.name for p in (cache.root / KIND).iterdir() if p.name.startswith(".tmp-"))
 
@@ -125,21 +115,7 @@ def test_killed_build_leaves_no_entry_and_is_cleaned(tmp_path: Path, how: str) -
 def test_racing_processes_build_once(tmp_path: Path) -> None:
     root, counter, go = tmp_path / "cache", tmp_path / "counter", tmp_path / "go"
     procs = [python(RACE, root, counter, go) for _ in range(4)]
-    try:
-        for proc in procs:
-            assert proc.stdout is not None
-            assert proc.stdout.readline().strip() == "ready", proc.stderr
-        go.touch()
-        outputs = [proc.communicate(timeout=60) for proc in procs]
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    results = []
-    for proc, (out, err) in zip(procs, outputs, strict=True):
-        assert proc.returncode == 0, err
-        results.append(json.loads(out))
+    results = [json.loads(out) for out in race(procs, go, timeout=60)]
 
     assert len(counter.read_text().splitlines()) == 1
     assert sum(r["built"] for r in results) == 1

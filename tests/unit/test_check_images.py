@@ -17,6 +17,7 @@ from robustness_harness.run.measure import measure
 from robustness_harness.run.session import HarnessOptions, HarnessSession
 from robustness_harness.suite import load_suite
 from robustness_harness_models.toydrive import build_toydrive_fcos
+from tests.unit.builders import fcos_suite_file
 
 
 @pytest.fixture(scope="module")
@@ -25,10 +26,8 @@ def coco(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def _suite(tmp_path: Path, coco: dict[str, Path], top: str = "") -> Path:
-    torch.manual_seed(0)
-    torch.save(build_toydrive_fcos().state_dict(), tmp_path / "w.pt")
-    path = tmp_path / "suite.yaml"
-    path.write_text(
+    return fcos_suite_file(
+        tmp_path,
         f"""
 suite: cap
 model: {{name: toydrive-fcos, checkpoint: w.pt}}
@@ -39,9 +38,8 @@ checks:
   few: {{metric: map, images: 2, min: 0.0}}
   all: {{metric: map, min: 0.0}}
 {top}
-"""
+""",
     )
-    return path
 
 
 def _session(tmp_path: Path) -> HarnessSession:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import pathlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -32,14 +32,9 @@ from robustness_harness.store.checkpoint import (
 )
 from robustness_harness_models.toydrive import build_toydrive_fcos
 from robustness_harness_models.toysigns import build_toysigns_cnn
+from tests.unit import compress_helpers as h
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+_one_thread = h.one_thread  # autouse: one torch thread per test
 
 
 def _ctx() -> CompressContext:
@@ -383,3 +378,16 @@ def test_not_a_state_dict(tmp_path: Path) -> None:
     torch.save([torch.zeros(1)], tmp_path / "list.pt")
     with pytest.raises(CheckpointError, match="expected a state dict"):
         load_user_weights(nn.Linear(2, 2), tmp_path / "list.pt")
+
+
+def test_the_weights_file_is_the_same_whatever_the_build_took(tmp_path: Path) -> None:
+    from robustness_harness.run.session import weights_meta
+
+    model = nn.Linear(3, 2)
+    meta = {"variant": "v", "seed": 0, "steps": ["prune"]}
+    for name, seconds in (("fast", 1.5), ("slow", 1234.56789)):
+        save_checkpoint(
+            model, tmp_path / name, meta=weights_meta({**meta, "build_seconds": seconds})
+        )
+    fast, slow = ((tmp_path / n / WEIGHTS_FILE).read_bytes() for n in ("fast", "slow"))
+    assert fast == slow

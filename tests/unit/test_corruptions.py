@@ -555,3 +555,25 @@ def test_warm_load_of_a_400_image_set_is_exact(
 
 def _must_not_run(*args: object, **kwargs: object) -> np.ndarray:
     raise AssertionError("a warm load must not corrupt images again")
+
+
+def test_sets_are_stored_losslessly_compressed_and_read_one_image_at_a_time(
+    cache: Cache,
+) -> None:
+    from safetensors.numpy import load_file
+
+    data = FakeData(dict(enumerate(scenes(64, 4), start=1)))
+    jobs = [("gaussian_blur", 3), ("gaussian_noise", 3)]
+    sets = corrupted_sets(cache, data, jobs, seed=1, workers=1)
+    for job in jobs:
+        stored = sets[job]
+        assert isinstance(stored, hc.StoredImages) and len(stored) == 4
+        for i in data.image_ids:  # lossless: equal to the library's output bit for bit
+            want = corrupt_image(data.images[i], *job, seed=1, image_id=i)
+            assert np.array_equal(stored[i], want) and stored[i].dtype == np.uint8
+        raw = load_file(str(stored.path))
+        assert all(bytes(raw[str(i)][:8]) == b"\x89PNG\r\n\x1a\n" for i in data.image_ids)
+        with pytest.raises(KeyError):
+            stored[99]
+    blurred = sets[("gaussian_blur", 3)].path.stat().st_size
+    assert blurred < 0.8 * sum(img.nbytes for img in data.images.values())

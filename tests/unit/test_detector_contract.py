@@ -323,6 +323,7 @@ def test_targets_follow_the_label_space(coco: dict[str, Path]) -> None:
     assert as_ids.fingerprint == data.fingerprint
 
 
+@pytest.mark.slow
 def test_category_id_labels_score_as_index_labels(user: Path, coco: dict[str, Path]) -> None:
     """The same boxes, emitted as index labels or as category ids, score bit-exactly
     the same mAP; fine-tuning hands the category-id model category-id targets."""

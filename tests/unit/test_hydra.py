@@ -33,6 +33,7 @@ def test_registered() -> None:
     assert METHODS.get("hydra").params is HydraParams
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("structure", ["unstructured", "kernel"])
 def test_hydra_reaches_sparsity_per_layer_and_round_trips(
     data: ClassificationData, structure: str, tmp_path: Path
@@ -53,6 +54,7 @@ def test_hydra_reaches_sparsity_per_layer_and_round_trips(
     h.assert_round_trip(model, h.cnn, h.images(data), tmp_path)
 
 
+@pytest.mark.slow
 def test_score_training_changes_the_mask_and_masks_stay_through_fine_tuning(
     data: ClassificationData,
 ) -> None:
@@ -130,6 +132,7 @@ def test_deeplift_reused_activation_is_a_clear_error(data: ClassificationData) -
         hydra(model, HydraParams(sparsity=0.5, init="deeplift", score_steps=0), ctx)
 
 
+@pytest.mark.slow
 def test_adversarial_objective_reaches_the_training_loop(data: ClassificationData) -> None:
     model = h.cnn()
     ctx = h.context(data)

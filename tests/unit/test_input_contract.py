@@ -244,6 +244,7 @@ def test_exception_classifier_declared_detector(tmp_path: Path, coco) -> None:
     assert "set model.task: classification" in str(info.value)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "model_input",
     [

@@ -56,6 +56,7 @@ def test_registered() -> None:
     assert METHODS.get("ops_budget").params is OpsBudgetParams
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("budget", [0.4, 0.7])
 def test_ops_budget_met_within_one_percent(
     data: ClassificationData, budget: float, tmp_path: Path
@@ -137,6 +138,7 @@ def test_ops_budget_fcos(tmp_path: Path) -> None:
     h.assert_round_trip(fcos, build_toydrive_fcos, images[:1], tmp_path)
 
 
+@pytest.mark.slow
 def test_ops_budget_errors(data: ClassificationData) -> None:
     no_train = CompressContext(example_inputs=h.images(data), progress=lambda _: None)
     with pytest.raises(HarnessError, match="no training is available"):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,15 +25,10 @@ from robustness_harness.errors import HarnessError
 from robustness_harness.suite.problems import SpecProblem
 from robustness_harness.suite.schema import validate_params
 from robustness_harness_models.toydrive import build_toydrive_fcos
+from tests.unit import compress_helpers as h
 from tests.unit.compress_helpers import assert_round_trip
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+_one_thread = h.one_thread  # autouse: one torch thread per test
 
 
 @pytest.fixture

@@ -388,6 +388,7 @@ checks:
 """
 
 
+@pytest.mark.slow
 def test_session_quantized_variant_end_to_end(tmp_path: Path) -> None:
     save_file(cnn().state_dict(), str(tmp_path / "w.safetensors"))
     (tmp_path / "suite.yaml").write_text(SUITE.format(weights="w.safetensors"))
@@ -423,6 +424,7 @@ def _session(
     return HarnessSession(options, progress=progress)
 
 
+@pytest.mark.slow
 def test_int8_only_variant_is_differentiated_through_its_fake_quant_twin(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -59,6 +59,7 @@ def _session(tmp_path: Path) -> HarnessSession:
     )
 
 
+@pytest.mark.slow
 def test_factory_and_pt_checkpoint_end_to_end(tmp_path: Path, coco_dir: dict[str, Path]) -> None:
     _trained_weights(tmp_path / "weights.pt")
     model = f'{{factory: "{FCOS_FACTORY}", checkpoint: weights.pt}}'
@@ -158,6 +159,7 @@ def test_empty_split_names_suite_field_and_existing_values(tmp_path: Path, coco_
     assert "suite.yaml" in text and "checks.dusk_map.split" in text and "day" in text
 
 
+@pytest.mark.slow
 def test_variant_checkpoint_starts_from_other_weights(tmp_path: Path, coco_dir) -> None:
     """A variant's ``checkpoint`` replaces the base weights it starts from (a model
     compressed or retrained elsewhere); the same file as the base is the base model."""

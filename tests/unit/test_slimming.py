@@ -29,6 +29,7 @@ def test_registered() -> None:
     assert METHODS.get("slimming").params is SlimmingParams
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sparsity", [0.25, 0.5])
 def test_slimming_reaches_sparsity_and_round_trips(
     data: ClassificationData, sparsity: float, tmp_path: Path
@@ -47,6 +48,7 @@ def test_slimming_reaches_sparsity_and_round_trips(
     h.assert_round_trip(model, h.cnn, x, tmp_path)
 
 
+@pytest.mark.slow
 def test_penalty_shrinks_batchnorm_scales(data: ClassificationData) -> None:
     """The regularizer handed to ctx.train is λ·Σ|γ|, and training with it shrinks Σ|γ|."""
     sums = []

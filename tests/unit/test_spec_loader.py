@@ -12,6 +12,7 @@ import yaml
 from robustness_harness.errors import SpecError
 from robustness_harness.suite import Suite, canonical_json, load_suite, parse_suite
 from robustness_harness.suite.loader import DuplicateKeyError, UniqueKeyLoader
+from tests.unit.builders import suite_head
 
 
 def test_load_suite_from_file(good_suite_text: str, tmp_path: Path) -> None:
@@ -94,18 +95,10 @@ def test_nested_duplicate_names_the_field(good_suite_text: str) -> None:
 
 
 def test_anchors_and_aliases_work(spec_registries: SimpleNamespace) -> None:
-    text = """\
-suite: s
-model: {name: toydrive-fcos}
-data: {name: toydrive}
-baseline: dense
-variants:
-  dense: {}
-  a: &step {compress: [{prune: {method: _test_prune, sparsity: 0.5}}]}
-  b: *step
-checks:
-  c: {metric: map, drop_max: 0.1}
-"""
+    text = suite_head(
+        "  a: &step {compress: [{prune: {method: _test_prune, sparsity: 0.5}}]}\n  b: *step\n"
+    )
+    text += "  c: {metric: map, drop_max: 0.1}\n"
     spec = parse_suite(text, "x.yaml").spec
     assert spec.variants["a"] == spec.variants["b"]
 

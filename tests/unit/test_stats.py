@@ -18,6 +18,7 @@ from robustness_harness.stats import (
 )
 from robustness_harness.suite import Thresholds, decide
 from robustness_harness.suite.thresholds import Interval, Limit
+from tests.unit.builders import suite_head
 
 DROP_MAX = Limit("drop", "drop_max", 0.05, True)
 
@@ -196,6 +197,7 @@ class _Labels:
 def test_recomputed_metrics_on_multisets_equal_duplicated_data(name: str) -> None:
     from robustness_harness.inference.predictions import ClassPredictions
     from robustness_harness.metrics import METRICS
+    from robustness_harness.metrics.base import MetricInputs
     from robustness_harness.metrics.resample import resampled_values
 
     rng = np.random.default_rng(3)
@@ -204,7 +206,7 @@ def test_recomputed_metrics_on_multisets_equal_duplicated_data(name: str) -> Non
     preds = ClassPredictions(ids, rng.normal(size=(6, 3)).astype(np.float32))
     base = ClassPredictions(ids, rng.normal(size=(6, 3)).astype(np.float32))
     info = METRICS.get(name)
-    inputs = (preds, base, data) if info.inputs == "pair" else (preds, data)
+    inputs = MetricInputs(data, preds, base if info.inputs == "pair" else None)
     counts = np.array([[1, 1, 1, 1, 1, 1], [0, 3, 0, 1, 2, 0]])
     got = resampled_values(info, "classification", inputs, {})(counts)
     for b, multiset in enumerate([ids, [9, 9, 9, 20, 31, 31]]):
@@ -227,17 +229,9 @@ def test_statistics_keys_parse_with_the_real_metrics(tmp_path) -> None:
     from robustness_harness.errors import SpecError
     from robustness_harness.suite import parse_suite
 
-    text = """
-suite: s
-model: {name: toydrive-fcos}
-data: {name: toydrive}
-baseline: dense
-variants:
-  dense: {}
-  p30:
-    compress: [{prune: {method: global_magnitude, sparsity: 0.3}}]
-    runs: 3
-checks:
+    variants = "  p30:\n    compress: [{prune: {method: global_magnitude, sparsity: 0.3}}]\n"
+    text = "\n" + suite_head(variants + "    runs: 3\n")
+    text += """\
   clean: {metric: map, drop_max: 0.02, confidence: 0.95, decide: conservative, resamples: 500}
   runs: {metric: latency_ms, ratio_max: 0.7, runs_test: paired_t, confidence: 0.9,
          decide: lenient, anova: true}

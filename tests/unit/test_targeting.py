@@ -265,6 +265,7 @@ def _write(
     return path
 
 
+@pytest.mark.slow
 def test_suite_with_modules_builds_reloads_and_keys_apart(project: Path) -> None:
     session = HarnessSession(HarnessOptions(cache_dir=str(project / "cache")), progress=print)
     suite = session.suite(_write(project, "l1_filter", "[trunk]"))
@@ -278,6 +279,7 @@ def test_suite_with_modules_builds_reloads_and_keys_apart(project: Path) -> None
     assert session.checkpoint_key(whole, "parts") != session.checkpoint_key(suite, "parts")
 
 
+@pytest.mark.slow
 def test_modules_on_a_quantize_step_quantizes_those_parts(project: Path) -> None:
     """``trunk`` becomes a quantized graph inside the float model; the checkpoint reloads
     to identical outputs and the fake-quant twin follows the quantized model."""

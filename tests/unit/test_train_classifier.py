@@ -59,6 +59,7 @@ def test_load_classification_set(data: ClassificationData) -> None:
     assert labels.tolist() == data.labels(data.image_ids[:5]).tolist()
 
 
+@pytest.mark.slow
 def test_training_lowers_the_loss(data: ClassificationData) -> None:
     model = _tiny()
     before = _mean_loss(model, data)
@@ -74,6 +75,7 @@ def test_training_lowers_the_loss(data: ClassificationData) -> None:
     assert after < 0.8 * before
 
 
+@pytest.mark.slow
 def test_same_seed_same_weights_rng_untouched(data: ClassificationData) -> None:
     recipe = TrainRecipe(epochs=1, batch_size=32, max_steps=3, hflip=True, seed=5)
     torch.manual_seed(123)
@@ -105,6 +107,7 @@ def test_toysigns_cnn_takes_unit_images() -> None:
     assert not any(k.startswith("0.") for k in model.state_dict())  # Normalize: no state
 
 
+@pytest.mark.slow
 def test_pretrained_trains_once_and_caches(data: ClassificationData, tmp_path: Path) -> None:
     lines: list[str] = []
     ctx = PretrainContext(
@@ -185,6 +188,7 @@ def test_class_weighted_cross_entropy_is_the_papers_eq4() -> None:
     assert unweighted == pytest.approx(float(per_image.mean()))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "options",
     [

@@ -29,6 +29,7 @@ def _trained(data, seed: int, steps: int = 3) -> torch.nn.Module:
     return model
 
 
+@pytest.mark.slow
 def test_shipped_recipe_runs_a_few_steps_and_lowers_the_loss(tiny_toydrive) -> None:
     data = tiny_toydrive["train"]
     torch.manual_seed(0)
@@ -42,6 +43,7 @@ def test_shipped_recipe_runs_a_few_steps_and_lowers_the_loss(tiny_toydrive) -> N
     assert result.final_loss < first_loss
 
 
+@pytest.mark.slow
 def test_same_seed_same_weights_other_seed_differs(tiny_toydrive) -> None:
     data = tiny_toydrive["train"]
     a, b, c = _trained(data, 0), _trained(data, 0), _trained(data, 1)
@@ -52,6 +54,7 @@ def test_same_seed_same_weights_other_seed_differs(tiny_toydrive) -> None:
     )
 
 
+@pytest.mark.slow
 def test_training_leaves_global_rng_untouched(tiny_toydrive) -> None:
     model = build_toydrive_fcos()
     items = load_training_set(tiny_toydrive["train"])
@@ -93,6 +96,7 @@ def test_predictions_round_trip(tmp_path: Path, tiny_toydrive) -> None:
     assert loaded.fingerprint == preds.fingerprint
 
 
+@pytest.mark.slow
 def test_balanced_naturalistic_adversarial_finetune_is_seeded(tiny_toydrive) -> None:
     items = load_training_set(tiny_toydrive["train"])
     recipe = replace(
@@ -132,9 +136,9 @@ def test_rfs_on_detection_targets_repeats_images_with_rare_classes(tiny_toydrive
 
 
 def test_finetune_spec_maps_to_the_recipe() -> None:
-    from robustness_harness.run.session import _recipe
     from robustness_harness.suite.schema import FinetuneSpec
     from robustness_harness.train.adversarial_finetune import AdversarialTraining
+    from robustness_harness.train.finetune import recipe_from as _recipe
 
     spec = FinetuneSpec.model_validate(
         {

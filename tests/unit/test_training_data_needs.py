@@ -7,13 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
 from robustness_harness.data.toydrive import generate_toydrive
 from robustness_harness.errors import HarnessError
 from robustness_harness.run.session import HarnessOptions, HarnessSession
 from robustness_harness.suite import load_suite
-from robustness_harness_models.toydrive import build_toydrive_fcos
+from tests.unit.builders import fcos_suite_file
 
 
 @pytest.fixture(scope="module")
@@ -23,10 +22,8 @@ def coco(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def _suite(tmp_path: Path, coco: dict[str, Path], variant: str, data: str = "") -> Path:
     """A suite on user COCO data without ``data.train`` and one variant ``v``."""
-    torch.manual_seed(0)
-    torch.save(build_toydrive_fcos().state_dict(), tmp_path / "w.pt")
-    path = tmp_path / "suite.yaml"
-    path.write_text(
+    return fcos_suite_file(
+        tmp_path,
         f"""
 suite: needs
 model: {{name: toydrive-fcos, checkpoint: w.pt}}
@@ -39,15 +36,15 @@ variants:
   v: {variant}
 checks:
   clean_map: {{metric: map, drop_max: 1.0}}
-"""
+""",
     )
-    return path
 
 
 def _session(tmp_path: Path, lines: list[str]) -> HarnessSession:
     return HarnessSession(HarnessOptions(cache_dir=str(tmp_path / "cache")), progress=lines.append)
 
 
+@pytest.mark.slow
 def test_oneshot_pruning_needs_no_training_set(tmp_path: Path, coco) -> None:
     path = _suite(
         tmp_path, coco, "{compress: [{prune: {method: global_magnitude, sparsity: 0.5}}]}"
@@ -58,6 +55,7 @@ def test_oneshot_pruning_needs_no_training_set(tmp_path: Path, coco) -> None:
     assert any("built checkpoint needs/v" in line for line in lines), lines
 
 
+@pytest.mark.slow
 def test_int8_calibrates_on_data_calibration(tmp_path: Path, coco) -> None:
     calibration = f"  calibration: {{images: {coco['images']}, annotations: {coco['train']}}}"
     step = "{compress: [{quantize: {method: ptq_int8, calibration_images: 2}}]}"

@@ -62,6 +62,7 @@ def test_failing_quantize_step_stops_before_the_float_model_fine_tunes(
     assert calls == ["pq"]  # dry-run (and build) attempted once
 
 
+@pytest.mark.slow
 def test_supported_steps_still_build(project: Path) -> None:
     variants = PRUNE_THEN_INT8.replace("build_branchy", "build")
     lines: list[str] = []
