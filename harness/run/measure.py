@@ -41,7 +41,7 @@ from robustness_harness.run.decide import (
 )
 from robustness_harness.run.outcome import CheckOutcome, CheckSkipped, GateStatistics
 from robustness_harness.run.snapshots import load_snapshot, record_snapshot
-from robustness_harness.run.variants import Variant
+from robustness_harness.run.variants import Variant, run_of
 from robustness_harness.store.cache import cache_key
 from robustness_harness.store.versions import stamps
 from robustness_harness.suite import CheckSpec, Suite, Thresholds
@@ -175,9 +175,7 @@ def measure_runs(
 ) -> list[Measurement]:
     """``measure`` of each run of ``variant`` (``runs: N``: seeds seed..seed+N-1)."""
     runs = suite.spec.variants[variant].runs
-    return [
-        measure(session, *session.run_variant(suite, variant, r), check_name) for r in range(runs)
-    ]
+    return [measure(session, suite, run_of(variant, r), check_name) for r in range(runs)]
 
 
 def pairs_with_baseline(suite: Suite, variant: Variant, check: CheckSpec, info: MetricInfo) -> bool:
@@ -202,10 +200,9 @@ def measure_paired_runs(
     cand: list[Measurement] = []
     base: list[Measurement] = []
     for r in range(spec.variants[variant].runs):
-        run_suite, run_variant = session.run_variant(suite, variant, r)
         base_run = r if r < spec.variants[spec.baseline].runs else 0
-        run_suite, run_base = session.run_variant(run_suite, spec.baseline, base_run)
-        c, b = _paired_model_metric(session, run_suite, (run_variant, run_base), check, info, data)
+        pair = (run_of(variant, r), run_of(spec.baseline, base_run))
+        c, b = _paired_model_metric(session, suite, pair, check, info, data)
         cand.append(c)
         base.append(b)
     return cand, base
@@ -235,7 +232,7 @@ def measure_statistics(
     return gate_statistics(
         check,
         runs,
-        seeds=[session.seed(*session.run_variant(suite, variant, r)) for r in range(len(cand))],
+        seeds=[session.seed(suite, run_of(variant, r)) for r in range(len(cand))],
         bootstrap=boot,
         anova=_anova(session, suite, check_name) if check.anova else None,
     )
@@ -260,8 +257,7 @@ def _bootstrap(
 
     def run_values(name: str) -> list[Any]:
         runs = suite.spec.variants[name].runs
-        pairs = [session.run_variant(suite, name, r) for r in range(runs)]
-        inputs = [metric_inputs(session, s, v, info, data) for s, v in pairs]
+        inputs = [metric_inputs(session, suite, run_of(name, r), info, data) for r in range(runs)]
         return [resampled_values(info, task, one, check.params) for one in inputs]
 
     cand_fns = run_values(variant)

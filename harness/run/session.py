@@ -43,7 +43,6 @@ from robustness_harness.run.variants import (
     VariantRef,
     as_ref,
     quantize_split,
-    run_of,
     suite_variant,
     variant_spec,
 )
@@ -147,18 +146,12 @@ class HarnessSession:
 
     def seed(self, suite: Suite, variant: Variant | None = None) -> int:
         """The seed of ``variant`` (``--harness-seed`` overrides the suite's); run ``r``
-        of a repeated variant (``run_variant``) adds ``r``."""
+        of a repeated variant (``VariantRef.run``) adds ``r``."""
         run = as_ref(variant).run if variant else 0
         if self.options.seed is not None:
             return self.options.seed + run
         v = suite.spec.variants.get(suite_variant(variant)) if variant else None
         return (v.seed if v is not None and v.seed is not None else suite.spec.seed) + run
-
-    def run_variant(self, suite: Suite, variant: Variant, run: int) -> tuple[Suite, Variant]:
-        """Run ``run`` (0-based) of a variant with ``runs: N``, as ``(suite, ref)``: a
-        ``VariantRef`` seeded ``seed + r`` (its own checkpoint key); run 0 is the variant
-        itself."""
-        return suite, run_of(variant, run)
 
     def task(self, suite: Suite) -> TaskOps:
         """The detection or classification operations for ``suite``'s model."""
@@ -453,7 +446,7 @@ class HarnessSession:
         )
         self._dry_runs.add(key)
         if source is not None:  # its steps were just run, before the quantize step
-            self._dry_runs.add(self.checkpoint_key(*source))
+            self._dry_runs.add(self.checkpoint_key(suite, source))
 
     def _build_checked(self, suite: Suite, variant: Variant, out_dir: Path) -> dict[str, Any]:
         self.dry_run(suite, variant)
@@ -560,9 +553,9 @@ class HarnessSession:
         return train_steps
 
     # -- quantized variants -----------------------------------------------------------
-    def float_variant(self, suite: Suite, variant: Variant) -> tuple[Suite, VariantRef] | None:
-        """``variant`` without its quantize step, as ``(suite, ref)`` of a derived variant
-        (same seed and fine-tune); None when ``variant`` is not quantized.
+    def float_variant(self, suite: Suite, variant: Variant) -> VariantRef | None:
+        """``variant`` without its quantize step, as a derived variant (same seed and
+        fine-tune); None when ``variant`` is not quantized.
 
         Its checkpoint key does not depend on the ref, so it shares the cache entry of
         any variant with the same steps (e.g. the pruned variant of ``[prune, quantize]``).
@@ -570,7 +563,7 @@ class HarnessSession:
         _, quantize_steps = quantize_split(suite, variant)
         if not quantize_steps:
             return None
-        return suite, dataclasses.replace(as_ref(variant), float_source=True)
+        return dataclasses.replace(as_ref(variant), float_source=True)
 
     def float_model(self, suite: Suite, variant: Variant) -> nn.Module | None:
         """The float model a quantized ``variant`` is quantized from (after its fine-tune),
@@ -578,9 +571,9 @@ class HarnessSession:
         source = self.float_variant(suite, variant)
         if source is None:
             return None
-        key = self.checkpoint_key(*source)
+        key = self.checkpoint_key(suite, source)
         if key not in self._float_models:
-            self._float_models[key] = self.model(*source)
+            self._float_models[key] = self.model(suite, source)
         return self._float_models[key]
 
     def twin(self, suite: Suite, variant: Variant) -> nn.Module | None:

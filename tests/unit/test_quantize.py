@@ -396,10 +396,9 @@ def test_session_quantized_variant_end_to_end(tmp_path: Path) -> None:
     session = HarnessSession(options, progress=lambda _line: None)
     suite = session.suite(tmp_path / "suite.yaml")
     # the float model quantized is the pruned variant: one cache entry for both
-    source_suite, source_name = session.float_variant(suite, "pruned-int8")  # type: ignore[misc]
-    assert session.checkpoint_key(source_suite, source_name) == session.checkpoint_key(
-        suite, "pruned"
-    )
+    source = session.float_variant(suite, "pruned-int8")
+    assert source is not None
+    assert session.checkpoint_key(suite, source) == session.checkpoint_key(suite, "pruned")
     assert session.float_variant(suite, "pruned") is None
 
     pgd = session.run_check(suite, "pruned-int8", "pgd")

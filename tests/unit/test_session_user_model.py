@@ -182,7 +182,8 @@ def test_variant_checkpoint_starts_from_other_weights(tmp_path: Path, coco_dir) 
     key = session.checkpoint_key
     assert key(suite, "same") == key(suite, "dense") != key(suite, "retrain")
     # quantizing given weights: its float twin is the given model itself
-    assert key(*session.float_variant(suite, "retrain-int8")) == key(suite, "retrain")
+    source = session.float_variant(suite, "retrain-int8")
+    assert source is not None and key(suite, source) == key(suite, "retrain")
     retrained = session.model(suite, "retrain").state_dict()
     pruned = session.model(suite, "retrain-pruned").state_dict()
     name = "head.classification_head.conv.0.weight"

@@ -66,9 +66,9 @@ def test_session_seeds_runs_without_parsing_names(tmp_path: Path) -> None:
     session = HarnessSession(HarnessOptions(cache_dir=str(tmp_path)), progress=lambda _: None)
     suite = _suite()
     assert session.seed(suite, "seeded") == 3
-    assert session.seed(suite, session.run_variant(suite, "seeded", 2)[1]) == 5
+    assert session.seed(suite, run_of("seeded", 2)) == 5
     source = session.float_variant(suite, "pruned-int8")
-    assert source == (suite, VariantRef("pruned-int8", float_source=True))
+    assert source == VariantRef("pruned-int8", float_source=True)
     assert session.float_variant(suite, "dense") is None
 
 
