@@ -238,12 +238,18 @@ def _read_meta(entry_dir: Path) -> dict:
         raise _Corrupt("meta.json is missing") from None
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise _Corrupt(f"meta.json is unreadable: {exc}") from None
+    _check_table(meta)
+    return meta
+
+
+def _check_table(meta: Any) -> None:
+    """Raise :class:`_Corrupt` unless ``meta`` has a ``files`` table of safe relative
+    names and sha256 strings (a local ``meta.json`` or a remote manifest's meta)."""
     if not isinstance(meta, dict) or not isinstance(meta.get("files"), dict):
         raise _Corrupt("meta.json has no 'files' table")
     for name, digest in meta["files"].items():
         if not _safe_relpath(name) or not isinstance(digest, str):
             raise _Corrupt(f"meta.json lists a bad file entry {name!r}")
-    return meta
 
 
 def _safe_relpath(name: str) -> bool:
@@ -376,9 +382,17 @@ class Cache:
         remote = self.remote
 
         def fill(tmp: Path) -> dict:
-            meta = remote.fetch(kind, key, tmp)
-            if meta is None:
+            manifest = remote.manifest(kind, key)
+            if manifest is None:
                 raise _NotRemote
+            meta = manifest.get("meta")
+            try:  # the checks a local entry gets: a safe files table, every sha256
+                _check_table(meta)
+                remote.download(kind, key, manifest.get("upload"), meta["files"], tmp)
+                _check_files(tmp, meta["files"], hashes=True)
+            except (_Corrupt, FileNotFoundError) as exc:
+                self.on_event(f"remote cache {remote.url}: {kind}/{key} not used ({exc})")
+                raise _NotRemote from None
             return {k: v for k, v in meta.items() if k not in RESERVED_META_KEYS}
 
         try:

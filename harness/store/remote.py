@@ -3,20 +3,21 @@
 
 An entry ``<kind>/<key>`` is uploaded as ``<kind>/<key>/<upload id>/<files>`` and then
 ``<kind>/<key>/manifest.json``, written last: the commit marker. It names the upload and
-carries the entry's ``meta.json`` (every file's sha256). A reader trusts only a manifest
-whose upload's files all download and match their digests; an upload killed before its
-manifest is invisible. Two machines that build one key both upload, each under its own
-upload id, and the manifest written first stays (a publisher finding one does not write
-its own): readers always see one complete entry. Credentials and endpoints come from the
-usual environment of the filesystem (``AWS_*`` / ``AWS_ENDPOINT_URL`` for S3, ...).
-Downloads land in the local cache, so a machine downloads an entry once.
+carries the entry's ``meta.json`` (every file's sha256). The local cache downloads only a
+committed upload and checks it as it checks its own entries (safe names, every digest)
+before using it; an upload killed before its manifest is invisible. Two machines that
+build one key both upload, each under its own upload id, and the manifest written first
+stays (a publisher finding one does not write its own): readers always see one complete
+entry. Credentials and endpoints come from the usual environment of the filesystem
+(``AWS_*`` / ``AWS_ENDPOINT_URL`` for S3, ...). Downloads land in the local cache, so a
+machine downloads an entry once.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -54,35 +55,29 @@ class RemoteStore:
         return f"{self.root}/{kind}/{key}"
 
     def manifest(self, kind: str, key: str) -> dict[str, Any] | None:
-        """The committed manifest of ``kind/key``, or None when there is none."""
+        """The committed manifest of ``kind/key``; None when there is none or it is not a
+        JSON object (a damaged manifest is no commit)."""
         path = f"{self._dir(kind, key)}/{MANIFEST}"
-        try:
-            return json.loads(self.fs.cat_file(path))
-        except FileNotFoundError:
-            return None
-        except ValueError:  # a damaged manifest is no commit
-            return None
-
-    def fetch(self, kind: str, key: str, into: Path) -> dict[str, Any] | None:
-        """Download the committed entry into the empty directory ``into``; its meta, or
-        None when there is no committed entry or a file does not match its digest."""
         self.fs.invalidate_cache(self._dir(kind, key))
-        manifest = self.manifest(kind, key)
-        if manifest is None:
+        try:
+            manifest = json.loads(self.fs.cat_file(path))
+        except (FileNotFoundError, ValueError):
             return None
-        upload = f"{self._dir(kind, key)}/{manifest['upload']}"
-        meta = manifest["meta"]
-        for name, digest in meta["files"].items():
+        return manifest if isinstance(manifest, dict) else None
+
+    def download(
+        self, kind: str, key: str, upload: Any, files: Mapping[str, str], into: Path
+    ) -> None:
+        """Copy the ``files`` of committed upload ``upload`` into ``into``, file by file
+        (never a whole file in memory); the caller checks names and digests.
+        ``FileNotFoundError`` when the upload lacks one."""
+        if not isinstance(upload, str) or not upload:
+            raise FileNotFoundError(f"the manifest names no upload ({upload!r})")
+        base = f"{self._dir(kind, key)}/{upload}"
+        for name in files:
             target = into / name
             target.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                data = self.fs.cat_file(f"{upload}/{name}")
-            except FileNotFoundError:
-                return None
-            if hashlib.sha256(data).hexdigest() != digest:
-                return None
-            target.write_bytes(data)
-        return meta
+            self.fs.get_file(f"{base}/{name}", str(target))
 
     def publish(self, kind: str, key: str, entry_dir: Path, meta: dict[str, Any]) -> bool:
         """Upload a complete local entry and commit it; False when ``kind/key`` was already
@@ -93,7 +88,6 @@ class RemoteStore:
         base = f"{self._dir(kind, key)}/{upload}"
         for name in meta["files"]:
             self.fs.put_file(str(entry_dir / name), f"{base}/{name}")
-        self.fs.invalidate_cache(self._dir(kind, key))
         if self.manifest(kind, key) is not None:  # another machine committed meanwhile
             return False
         manifest = {"upload": upload, "kind": kind, "key": key, "meta": meta}

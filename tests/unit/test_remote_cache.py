@@ -167,3 +167,19 @@ def test_racing_machines_commit_one_consistent_entry(tmp_path: Path, remote_url:
     assert all(r["files"] == entry.files for r in results if not r["built"])
     listing = store.fs.ls(f"{store.root}/ckpt/raced", detail=False)
     assert sum(p.endswith(MANIFEST) for p in listing) == 1
+
+
+def test_a_manifest_naming_a_path_outside_the_entry_is_not_used(
+    tmp_path: Path, remote_url: str
+) -> None:
+    Cache(tmp_path / "a", remote=RemoteStore(remote_url)).get_or_build("pred", "k", _build)
+    store = RemoteStore(remote_url)
+    manifest = store.manifest("pred", "k")
+    assert manifest is not None
+    manifest["meta"]["files"] = {"../../escaped.bin": manifest["meta"]["files"]["model.bin"]}
+    store.fs.pipe_file(f"{store.root}/pred/k/{MANIFEST}", json.dumps(manifest).encode())
+    events: list[str] = []
+    cache = Cache(tmp_path / "b", remote=RemoteStore(remote_url), on_event=events.append)
+    assert cache.get("pred", "k") is None and cache.downloads == 0
+    assert not list(tmp_path.rglob("escaped.bin"))
+    assert any("not used" in e and "bad file entry" in e for e in events)
