@@ -28,11 +28,12 @@ def merged_records(paths: Sequence[str | Path]) -> tuple[list[dict[str, Any]], s
         raise HarnessError("no results to merge", field="DIR", hint=_FIX)
     docs = [(results_path(p), read_results_document(p)) for p in paths]
     first_path, first = docs[0]
-    count = _shard(first_path, first)["count"]
+    first_shard = _shard(first_path, first)
+    count = first_shard["count"]
     seen: dict[int, Path] = {}
     for path, doc in docs:
         shard = _shard(path, doc)
-        if shard["count"] != count or shard["plan"] != _shard(first_path, first)["plan"]:
+        if shard["count"] != count or shard["plan"] != first_shard["plan"]:
             raise HarnessError(
                 f"job {shard['index']}/{shard['count']} is from another sharded run than "
                 f"{first_path} (its plan differs)",
