@@ -177,7 +177,7 @@ def register_metric(
         from robustness_harness.metrics.base import MetricInfo, kind_of, unknown_inputs
 
         for part, f in (("metric", fn), ("resample", resample), ("paired", paired)):
-            bad = unknown_inputs(f) if callable(f) and not isinstance(f, str) else []
+            bad = unknown_inputs(f) if callable(f) else []
             if bad:
                 raise HarnessError(
                     f"metric '{name}': {part} function parameter '{bad[0]}' names no input",

@@ -650,14 +650,17 @@ class StoredImages(Mapping[int, np.ndarray]):
     def __init__(self, path: Path, ids: list[int]) -> None:
         self.path = path
         self._ids = list(ids)
+        self._known = set(self._ids)
+        self._file: Any = None  # opened on first use: reopening parses the header each time
 
     def __getitem__(self, image_id: int) -> np.ndarray:
         from safetensors import safe_open
 
-        if image_id not in self._ids:
+        if image_id not in self._known:
             raise KeyError(image_id)
-        with safe_open(str(self.path), "numpy") as stored:
-            return decode_png(stored.get_tensor(str(image_id)))
+        if self._file is None:
+            self._file = safe_open(str(self.path), "numpy")
+        return decode_png(self._file.get_tensor(str(image_id)))
 
     def __iter__(self) -> Iterator[int]:
         return iter(self._ids)
