@@ -183,9 +183,9 @@ class CocoDetectionData:
     def decoded_images(self) -> decoded.DecodedImages:
         """The memory of decoded images this dataset and its views read through: the one
         ``keep_decoded_in`` gave (a session gives all its datasets one), else their own."""
-        return cast(
-            decoded.DecodedImages, self.derived.setdefault(DECODED_KEY, decoded.DecodedImages())
-        )
+        if DECODED_KEY not in self.derived:  # not setdefault: it would build one per image
+            self.derived[DECODED_KEY] = decoded.DecodedImages()
+        return cast(decoded.DecodedImages, self.derived[DECODED_KEY])
 
     def keep_decoded_in(self, memory: decoded.DecodedImages) -> None:
         """Decode into ``memory`` from now on (this dataset and its views)."""

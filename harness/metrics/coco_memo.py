@@ -60,5 +60,7 @@ def coco_memo(targets: object) -> CocoMemo | None:
     derived = getattr(targets, "derived", None)
     if not isinstance(derived, dict):
         return None
-    memo = derived.setdefault("coco", CocoMemo())
+    if "coco" not in derived:  # not setdefault: it would build a memo on every call
+        derived["coco"] = CocoMemo()
+    memo = derived["coco"]
     return memo if isinstance(memo, CocoMemo) else None
